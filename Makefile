@@ -1,0 +1,43 @@
+# One command trains (`make train`), one tests (`make test`); both set up .venv/ first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+# Where a shared copy of the datasets sits beside the checkout (this workplace, CI), use it;
+# otherwise the data lands in ./data, downloaded by torchvision.
+ifneq ($(wildcard ../shared/data/MNIST/raw),)
+export MNIST_LAB_DATA_DIR ?= $(abspath ../shared/data)
+endif
+
+.PHONY: install data train test lint format bench tensorboard clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+data: install
+	$(BIN)/python -m mnist_lab.data
+
+train: data
+	$(BIN)/python -m mnist_lab $(ARGS)
+
+test: data
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir $${MNIST_LAB_OUTPUT_DIR:-outputs} --host 127.0.0.1
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

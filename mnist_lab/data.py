@@ -1,0 +1,295 @@
+"""MNIST and Fashion-MNIST as one LightningDataModule.
+
+torchvision downloads (mirrors, md5) and parses the IDX files; after that every split is one uint8
+tensor. The default loader keeps those tensors on the training device and gathers batches by index,
+so an epoch costs a permutation and a few tensor ops per batch instead of a PIL round trip per sample.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    cls: type[datasets.MNIST]
+    mean: float
+    std: float
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.cls.classes)
+
+
+DATASETS = {
+    "mnist": DatasetInfo(datasets.MNIST, mean=0.1307, std=0.3081),
+    "fashion_mnist": DatasetInfo(datasets.FashionMNIST, mean=0.2860, std=0.3530),
+}
+
+
+class DataNotFoundError(RuntimeError):
+    """The dataset is neither on disk nor downloadable; the message says where we looked and what to do."""
+
+
+def _not_found(name: str, root: str, reason: str) -> DataNotFoundError:
+    folder = Path(root).resolve() / DATASETS[name].cls.__name__ / "raw"
+    return DataNotFoundError(
+        f"{name} is not in {folder} and could not be downloaded ({reason}). "
+        "Point at a local copy with MNIST_LAB_DATA_DIR=/path/to/data or data.root=/path/to/data "
+        "(the folder that holds MNIST/raw and FashionMNIST/raw)."
+    )
+
+
+def download(name: str, root: str) -> None:
+    """Fetch the four IDX files of `name` into `root` unless they are already there."""
+    try:
+        DATASETS[name].cls(root, train=True, download=True)
+    except (RuntimeError, OSError) as err:
+        reason = str(err).splitlines()[-1].strip() or type(err).__name__
+        raise _not_found(name, root, reason) from None
+
+
+def load_split(name: str, root: str, train: bool) -> tuple[Tensor, Tensor]:
+    """Images as uint8 [N, 28, 28] and labels as int64 [N], read from disk without downloading."""
+    try:
+        ds = DATASETS[name].cls(root, train=train, download=False)
+    except RuntimeError as err:
+        raise _not_found(name, root, str(err)) from None
+    return ds.data, ds.targets
+
+
+class ShardedBatches:
+    """Index batches of one epoch for one rank, like DistributedSampler + BatchSampler over a tensor.
+
+    Each epoch draws one permutation from (seed, epoch). Global step s covers the permuted samples
+    [s*B*W, (s+1)*B*W) and rank r takes the r-th of the W equal parts, so every rank has the same number
+    of batches, the ranks' samples are disjoint, and W ranks of batch B see exactly what one process of
+    batch B*W would. A short last step is split as evenly as possible (`drop_last=False`, default) or
+    dropped; when fewer samples than ranks remain they are dropped.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.device = torch.device(device)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning's loops at the start of every epoch (as for DistributedSampler)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        step = self.batch_size * self.world_size
+        full, rest = divmod(self.num_samples, step)
+        return full + (not self.drop_last and rest >= self.world_size)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.arange(self.num_samples)
+        order = order.to(self.device, non_blocking=True)
+        step = self.batch_size * self.world_size
+        for s in range(len(self)):
+            shards = order[s * step : (s + 1) * step].tensor_split(self.world_size)
+            yield shards[self.rank]
+
+
+class DeviceLoader:
+    """Batches gathered from uint8 tensors that already live on the training device.
+
+    Converts and normalizes per batch on the device; no worker processes, no per-sample Python.
+    Lightning inspects `sampler` and `batch_sampler` as on a DataLoader: it calls `sampler.set_epoch`
+    every epoch, and finds no batch sampler to replace.
+    """
+
+    batch_sampler = None
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        sampler: ShardedBatches,
+        mean: float,
+        std: float,
+        augment: v2.Transform | None = None,
+    ) -> None:
+        self.images = images.to(sampler.device)
+        self.labels = labels.to(sampler.device)
+        self.sampler = sampler
+        self.scale = 1 / (255 * std)
+        self.shift = mean / std
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for index in self.sampler:
+            x = self.images[index].unsqueeze(1).float().mul_(self.scale).sub_(self.shift)
+            if self.augment is not None:
+                x = self.augment(x)
+            yield x, self.labels[index]
+
+
+class RandomShift(torch.nn.Module):
+    """Shift each image of a batch by its own random offset of up to `max_shift` pixels.
+
+    torchvision's v2 transforms draw one set of parameters per call, i.e. per batch; per-sample shifts of a
+    whole batch take one grid_sample.
+    """
+
+    def __init__(self, max_shift: int = 2) -> None:
+        super().__init__()
+        self.max_shift = max_shift
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1
+        offsets = torch.randint(-self.max_shift, self.max_shift + 1, (n, 2), device=x.device)
+        theta[:, :, 2] = offsets * 2 / torch.tensor([w, h], device=x.device)
+        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        return torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST or Fashion-MNIST: 60k train (minus a seeded validation split) and the official 10k test set."""
+
+    def __init__(
+        self,
+        name: str = "mnist",
+        root: str = "data",
+        batch_size: int = 32,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        normalize: bool = True,
+        loader: str = "device",
+        augment: bool = False,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+        if loader not in ("device", "torchvision"):
+            raise ValueError(f"unknown loader {loader!r}; choose 'device' or 'torchvision'")
+        self.save_hyperparameters()
+        info = DATASETS[name]
+        self.classes = info.classes
+        self.mean, self.std = (info.mean, info.std) if normalize else (0.0, 1.0)
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.indices: dict[str, Tensor] = {}  # rows of the official train set used for train and val
+
+    def prepare_data(self) -> None:
+        download(self.hparams.name, self.hparams.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        name, root, val_size = self.hparams.name, self.hparams.root, self.hparams.val_size
+        train_x, train_y = load_split(name, root, train=True)
+        test_x, test_y = load_split(name, root, train=False)
+        if not 0 <= val_size < len(train_x):
+            raise ValueError(f"data.val_size={val_size} must be in [0, {len(train_x)})")
+        generator = torch.Generator().manual_seed(self.hparams.split_seed)
+        order = torch.randperm(len(train_x), generator=generator)
+        self.indices = {"train": order[val_size:].sort().values}
+        if val_size:
+            self.indices["val"] = order[:val_size].sort().values
+        for split, index in self.indices.items():
+            self.splits[split] = (train_x[index], train_y[index])
+        self.splits["test"] = (test_x, test_y)
+        if not val_size:  # validate on the test set, as the Keras examples do
+            self.splits["val"] = self.splits["test"]
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DeviceLoader | DataLoader:
+        if self.hparams.loader == "torchvision":
+            return self._torchvision_loader(split, batch_size, shuffle)
+        trainer = self.trainer
+        images, labels = self.splits[split]
+        sampler = ShardedBatches(
+            len(labels),
+            batch_size,
+            shuffle=shuffle,
+            seed=self.hparams.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            drop_last=self.hparams.drop_last and shuffle,
+            device=trainer.strategy.root_device if trainer else "cpu",
+        )
+        augment = RandomShift() if shuffle and self.hparams.augment else None
+        return DeviceLoader(images, labels, sampler, self.mean, self.std, augment)
+
+    def _torchvision_loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        """The classic path: PIL images, ToTensor and Normalize per sample, worker processes optional."""
+        steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([self.mean], [self.std])]
+        if shuffle and self.hparams.augment:
+            steps.insert(1, v2.RandomAffine(degrees=0, translate=(2 / 28, 2 / 28)))
+        index = self.indices.get(split)  # None for test, and for val when it is the test set
+        cls = DATASETS[self.hparams.name].cls
+        dataset = cls(self.hparams.root, train=index is not None, transform=v2.Compose(steps))
+        if index is not None:
+            dataset = Subset(dataset, index.tolist())
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=self.hparams.drop_last and shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DeviceLoader | DataLoader:
+        return self._loader("train", self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DeviceLoader | DataLoader:
+        return self._loader("val", self.hparams.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DeviceLoader | DataLoader:
+        return self._loader("test", self.hparams.eval_batch_size, shuffle=False)
+
+
+def _main() -> None:
+    """`python -m mnist_lab.data [ROOT]`: download both datasets (a no-op where they are present)."""
+    root = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("MNIST_LAB_DATA_DIR", "data")
+    for name in DATASETS:
+        try:
+            download(name, root)
+        except DataNotFoundError as err:
+            sys.exit(f"error: {err}")
+        print(f"{name}: ready in {Path(root).resolve()}")
+
+
+if __name__ == "__main__":
+    _main()

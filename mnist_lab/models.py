@@ -1,0 +1,60 @@
+"""The two networks of the Keras examples the project grew from, as plain nn.Modules.
+
+Both end in logits: the softmax lives in the loss. Keras initialises Dense and Conv2D kernels with
+Glorot-uniform and biases with zeros; doing the same here is what makes the seed's numbers reproduce.
+"""
+
+from torch import nn
+
+
+def keras_init(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases for every Linear and Conv2d, as Keras does."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+class MLP(nn.Sequential):
+    """The TensorFlow beginner tutorial: Flatten → Dense 512 relu → Dropout 0.2 → Dense 10."""
+
+    def __init__(self, hidden: int = 512, dropout: float = 0.2, num_classes: int = 10) -> None:
+        super().__init__(
+            nn.Flatten(),
+            nn.Linear(28 * 28, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        keras_init(self)
+
+
+class CNN(nn.Sequential):
+    """Keras' mnist_cnn: two 3×3 convolutions, max-pool, dropout, Dense 128, dropout, Dense 10."""
+
+    def __init__(
+        self,
+        channels: tuple[int, int] = (32, 64),
+        hidden: int = 128,
+        dropout: tuple[float, float] = (0.25, 0.5),
+        num_classes: int = 10,
+    ) -> None:
+        c1, c2 = channels
+        super().__init__(
+            nn.Conv2d(1, c1, 3),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout[0]),
+            nn.Flatten(),
+            nn.Linear(c2 * 12 * 12, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout[1]),
+            nn.Linear(hidden, num_classes),
+        )
+        keras_init(self)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

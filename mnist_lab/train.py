@@ -1,0 +1,113 @@
+"""The Hydra entry point: `python -m mnist_lab [overrides]` trains, tests and writes results.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+import torchvision
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_lab.callbacks import EpochTimer
+from mnist_lab.data import DataNotFoundError, MNISTDataModule
+from mnist_lab.models import count_parameters
+from mnist_lab.module import Classifier
+
+log = logging.getLogger("mnist_lab")
+
+
+def plain(node: Any) -> Any:
+    """A config node as plain dicts and lists (what checkpoints can store and load safely)."""
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def build_module(cfg: DictConfig) -> Classifier:
+    model = plain(cfg.model)
+    compile_net = model.pop("compile", False)
+    return Classifier(
+        model=model,
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.get("scheduler")) or None,
+        compile=compile_net,
+        label_smoothing=cfg.get("label_smoothing", 0.0),
+    )
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback]) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    return instantiate(cfg.trainer, callbacks=callbacks + extra_callbacks, logger=loggers or False)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+    }
+
+
+def device_name(trainer: L.Trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit on train, select on val, test the final weights once; return what results.json holds."""
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule: MNISTDataModule = instantiate(cfg.data)
+    module = build_module(cfg)
+    timer = EpochTimer()
+    trainer = build_trainer(cfg, [timer])
+    log.info(
+        "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
+    )
+
+    trainer.fit(module, datamodule=datamodule)
+    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    metrics = trainer.callback_metrics
+
+    results = {
+        "test/acc": tested["test/acc"],
+        "test/loss": tested["test/loss"],
+        "val/acc_best": float(metrics["val/acc_best"]) if "val/acc_best" in metrics else None,
+        "epochs": trainer.current_epoch,
+        "seconds_per_epoch": timer.mean_seconds,
+        "params": count_parameters(module.net),
+        "dataset": cfg.data.name,
+        "model": type(module.net).__name__.lower(),
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1].lower(),
+        "seed": cfg.seed,
+        "batch_size": cfg.data.batch_size,
+        "device": device_name(trainer),
+        "versions": versions(),
+        "output_dir": str(output_dir),
+    }
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    seconds = f"{results['seconds_per_epoch']:.2f}" if results["seconds_per_epoch"] else "n/a"
+    log.info("test/acc %.4f · %s s/epoch · results in %s", results["test/acc"], seconds, output_dir)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)["val/acc_best"]
+    except (DataNotFoundError, MisconfigurationException, ValueError) as err:
+        log.error("error: %s", err)
+        sys.exit(1)

@@ -1,0 +1,50 @@
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file as LeCun defined it: magic (0, 0, 0x08 = ubyte, ndim), then big-endian dims."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_idx_dataset(root: Path, folder: str = "MNIST", n_train: int = 120, n_test: int = 40) -> Path:
+    """Tiny, learnable IDX files in torchvision's layout: the label is a bright bar at row 2*label+4."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, size=(n, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 * label + 4, 4:24] = 255
+        write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    make_idx_dataset(tmp_path / "data", folder="FashionMNIST")
+    return make_idx_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> Path:
+    """The real datasets: MNIST_LAB_DATA_DIR (set by the Makefile and .ci/run) or ./data."""
+    root = Path(os.environ.get("MNIST_LAB_DATA_DIR", REPO / "data"))
+    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.fail(f"real MNIST not found under {root}: run `make data` or set MNIST_LAB_DATA_DIR")
+    return root
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    with initialize_config_module("mnist_lab.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))

@@ -1,0 +1,68 @@
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+from hydra.utils import instantiate
+
+from mnist_lab.data import MNISTDataModule
+from mnist_lab.models import CNN, MLP
+from mnist_lab.train import build_module, build_trainer, train
+from tests.conftest import REPO, compose_config
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+
+
+def test_default_is_the_seed_tutorial(tmp_path: Path) -> None:
+    cfg = compose_config(f"paths.output_dir={tmp_path}")
+    assert isinstance(build_module(cfg).net, MLP)
+    assert (
+        cfg.optimizer._target_ == "torch.optim.Adam"
+        and cfg.optimizer.lr == 1e-3
+        and cfg.optimizer.eps == 1e-7
+    )
+    assert (cfg.data.name, cfg.data.batch_size, cfg.trainer.max_epochs) == ("mnist", 32, 5)
+
+
+def test_cnn_brings_the_keras_setup_and_the_command_line_still_wins() -> None:
+    cfg = compose_config("model=cnn")
+    assert (cfg.optimizer._target_, cfg.optimizer.lr, cfg.optimizer.rho) == (
+        "torch.optim.Adadelta",
+        1.0,
+        0.95,
+    )
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (128, 12)
+    cfg = compose_config("model=cnn", "optimizer=sgd", "data.batch_size=64", "trainer.max_epochs=2")
+    assert (cfg.optimizer._target_, cfg.data.batch_size, cfg.trainer.max_epochs) == ("torch.optim.SGD", 64, 2)
+
+
+@pytest.mark.parametrize(
+    "group", ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks"]
+)
+def test_every_option_composes_and_trains(group: str, tiny_root: Path, tmp_path: Path) -> None:
+    for option in options(group):
+        out = tmp_path / option
+        cfg = compose_config(
+            f"{group}={option}",
+            f"paths.output_dir={out}",
+            f"data.root={tiny_root}",
+            "data.val_size=20",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.accelerator=cpu",
+        )
+        assert isinstance(instantiate(cfg.data), MNISTDataModule)
+        assert isinstance(build_module(cfg).net, MLP | CNN)
+        assert isinstance(build_trainer(cfg, []), L.Trainer)
+        results = train(cfg)
+        assert 0 <= results["test/acc"] <= 1, f"{group}={option}"
+        assert json.loads((out / "results.json").read_text())["test/acc"] == results["test/acc"]
+
+
+def test_trainer_flags_need_no_plus() -> None:
+    cfg = compose_config(
+        "trainer.limit_train_batches=50", "trainer.fast_dev_run=true", "trainer.precision=bf16-mixed"
+    )
+    assert cfg.trainer.limit_train_batches == 50

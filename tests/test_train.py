@@ -1,0 +1,77 @@
+"""End to end on the real datasets (MNIST_LAB_DATA_DIR)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_lab.module import Classifier
+from mnist_lab.train import train
+from tests.conftest import compose_config
+
+RESULT_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs", "seconds_per_epoch", "params", "dataset"}
+RESULT_KEYS |= {"model", "optimizer", "seed", "device", "versions"}
+
+
+def run_cli(tmp_path: Path, real_data_root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MNIST_LAB_DATA_DIR": str(real_data_root),
+        "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_lab", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+
+def test_cli_run_writes_its_outputs_into_its_own_dir(tmp_path: Path, real_data_root: Path) -> None:
+    limits = ["trainer.max_epochs=2", "trainer.limit_train_batches=20", "trainer.limit_test_batches=2"]
+    done = run_cli(tmp_path, real_data_root, "model=cnn", *limits)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "out" / "runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results.keys() >= RESULT_KEYS
+    assert (results["model"], results["optimizer"], results["epochs"], results["params"]) == (
+        "cnn",
+        "adadelta",
+        2,
+        1_199_882,
+    )
+    assert results["seconds_per_epoch"] > 0
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and (
+        run_dir / "checkpoints" / "best.ckpt"
+    ).exists()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert f"results in {run_dir}" in done.stderr + done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "nothing may land outside the outputs dir"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_gpu_request_without_gpu_is_one_clear_line(tmp_path: Path, real_data_root: Path) -> None:
+    done = run_cli(tmp_path, real_data_root, "trainer.accelerator=gpu")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "accelerator" in errors[0].lower(), done.stderr
+
+
+def test_mlp_learns_mnist_in_one_epoch(tmp_path: Path, real_data_root: Path) -> None:
+    cfg = compose_config(
+        f"paths.output_dir={tmp_path}", f"data.root={real_data_root}", "trainer.max_epochs=1", "logger=none"
+    )
+    results = train(cfg)
+    assert results["test/acc"] >= 0.95
+    assert results["val/acc_best"] >= 0.95
+
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, weights_only=True)["hyper_parameters"]["model"]["hidden"] == 512
+    restored = Classifier.load_from_checkpoint(checkpoint, weights_only=True)
+    x = torch.randn(4, 1, 28, 28)
+    trained = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert all(torch.equal(restored.state_dict()[k], v) for k, v in trained.items())
+    assert restored.eval()(x).shape == (4, 10)
