@@ -13,6 +13,7 @@ import hydra
 import lightning as L
 import torch
 import torchvision
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
@@ -32,12 +33,12 @@ def plain(node: Any) -> Any:
 
 def build_module(cfg: DictConfig) -> Classifier:
     model = plain(cfg.model)
-    compile_net = model.pop("compile", False)
+    speed = {key: model.pop(key, False) for key in ("compile", "channels_last")}
     return Classifier(
         model=model,
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.get("scheduler")) or None,
-        compile=compile_net,
+        **speed,
         label_smoothing=cfg.get("label_smoothing", 0.0),
     )
 
@@ -64,8 +65,25 @@ def device_name(trainer: L.Trainer) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work; raised before any data is loaded."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={cfg.trainer.accelerator} but torch sees no CUDA GPU on this machine; "
+            "use trainer.accelerator=cpu (or auto)"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit on train, select on val, test the final weights once; return what results.json holds."""
+    """Fit on train, select the best epoch on val, test it once; return what results.json holds.
+
+    When the test set doubles as the validation set (`data.val_size=0`), picking the best epoch on it
+    would report a selected test score, so the final weights are tested instead.
+    """
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = instantiate(cfg.data)
@@ -77,20 +95,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
 
     trainer.fit(module, datamodule=datamodule)
-    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    metrics = trainer.callback_metrics
+    val_acc_best = trainer.callback_metrics.get("val/acc_best")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    tested_weights = "best" if best and cfg.data.val_size > 0 else "last"
+    ckpt_path = best if tested_weights == "best" else None
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
 
     results = {
         "test/acc": tested["test/acc"],
         "test/loss": tested["test/loss"],
-        "val/acc_best": float(metrics["val/acc_best"]) if "val/acc_best" in metrics else None,
+        "val/acc_best": float(val_acc_best) if val_acc_best is not None else None,
         "epochs": trainer.current_epoch,
         "seconds_per_epoch": timer.mean_seconds,
+        "epoch_seconds": timer.epoch_seconds,
         "params": count_parameters(module.net),
         "dataset": cfg.data.name,
         "model": type(module.net).__name__.lower(),
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1].lower(),
         "seed": cfg.seed,
+        "tested": tested_weights,
         "batch_size": cfg.data.batch_size,
         "device": device_name(trainer),
         "versions": versions(),
@@ -108,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)["val/acc_best"]
-    except (DataNotFoundError, MisconfigurationException, ValueError) as err:
-        log.error("error: %s", err)
-        sys.exit(1)
+    except InstantiationException as err:  # a config value the target class rejects
+        sys.exit(f"error: {err.__cause__ or err}")
+    except (DataNotFoundError, ConfigError, MisconfigurationException) as err:
+        sys.exit(f"error: {err}")
