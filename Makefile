@@ -36,6 +36,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+bench: data
+	$(BIN)/python benchmarks/bench.py --write BENCHMARKS.md
+
 tensorboard: install
 	$(BIN)/tensorboard --logdir $${MNIST_LAB_OUTPUT_DIR:-outputs} --host 127.0.0.1
 

@@ -56,5 +56,27 @@ class CNN(nn.Sequential):
         keras_init(self)
 
 
+class ConvNet(nn.Sequential):
+    """A small modern CNN for speed and accuracy runs: [conv 3×3 → batch norm → ReLU → max-pool] per width,
+    then a linear classifier. Not a Keras model, so PyTorch's default initialisation."""
+
+    def __init__(
+        self, widths: tuple[int, ...] = (32, 64, 128), dropout: float = 0.0, num_classes: int = 10
+    ) -> None:
+        layers: list[nn.Module] = []
+        channels, size = 1, 28
+        for width in widths:
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels, size = width, size // 2
+        super().__init__(
+            *layers, nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * size * size, num_classes)
+        )
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Fit on train, select the best epoch on val, test it once; return what results.json holds.
 
     When the test set doubles as the validation set (`data.val_size=0`), picking the best epoch on it
@@ -89,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: MNISTDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     timer = EpochTimer()
-    trainer = build_trainer(cfg, [timer])
+    trainer = build_trainer(cfg, [timer, *callbacks])
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
     )

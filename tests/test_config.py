@@ -6,7 +6,7 @@ import pytest
 from hydra.utils import instantiate
 
 from mnist_lab.data import MNISTDataModule
-from mnist_lab.models import CNN, MLP
+from mnist_lab.models import CNN, MLP, ConvNet
 from mnist_lab.train import build_module, build_trainer, train
 from tests.conftest import REPO, compose_config
 
@@ -54,7 +54,7 @@ def test_every_option_composes_and_trains(group: str, tiny_root: Path, tmp_path:
             "trainer.accelerator=cpu",
         )
         assert isinstance(instantiate(cfg.data), MNISTDataModule)
-        assert isinstance(build_module(cfg).net, MLP | CNN)
+        assert isinstance(build_module(cfg).net, MLP | CNN | ConvNet)
         assert isinstance(build_trainer(cfg, []), L.Trainer)
         results = train(cfg)
         assert 0 <= results["test/acc"] <= 1, f"{group}={option}"

@@ -1,0 +1,48 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from mnist_lab import report
+
+
+def fake_run(directory: Path, overrides: list[str], acc: float, seconds: float) -> None:
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    results = {
+        "test/acc": acc,
+        "val/acc_best": acc,
+        "seconds_per_epoch": seconds,
+        "epochs": 5,
+        "params": 407050,
+    }
+    results |= {"dataset": "mnist", "model": "mlp", "device": "cpu (2 threads)"}
+    (directory / "results.json").write_text(json.dumps(results))
+
+
+def test_report_groups_seeds_into_one_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = tmp_path / "sweep"
+    for seed, acc in enumerate([0.97, 0.98, 0.99]):
+        fake_run(sweep / f"model=mlp,seed={seed}", ["model=mlp", f"seed={seed}"], acc, 2.0 + seed)
+    fake_run(sweep / "model=cnn,seed=0", ["model=cnn", "seed=0"], 0.99, 30.0)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - model=mlp,cnn\n    - seed=0,1,2\n"
+    )
+
+    report.main([str(sweep), "--write", str(tmp_path / "RESULTS.md")])
+
+    printed = capsys.readouterr().out
+    mlp_row = next(line for line in printed.splitlines() if line.startswith("| model=mlp |"))
+    assert "| 3 | 98.00 ± 1.00 |" in mlp_row and "| 3.00 ± 1.00 |" in mlp_row and "407,050" in mlp_row
+    assert "| model=cnn | mnist | mlp | 1 | 99.00 |" in printed
+    assert (sweep / "report.md").read_text() == printed
+    assert (sweep / "report.csv").read_text().splitlines()[0].startswith("configuration,dataset,model,seeds")
+    written = (tmp_path / "RESULTS.md").read_text()
+    assert "python -m mnist_lab -m model=mlp,cnn seed=0,1,2" in written and mlp_row in written
+
+
+def test_report_without_runs_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no results.json under" in capsys.readouterr().err
