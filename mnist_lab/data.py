@@ -7,7 +7,9 @@ so an epoch costs a permutation and a few tensor ops per batch instead of a PIL 
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
+
+from mnist_lab.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,55 @@ DATASETS = {
 }
 
 
-class DataNotFoundError(RuntimeError):
+class DataNotFoundError(DataError):
     """The dataset is neither on disk nor downloadable; the message says where we looked and what to do."""
 
 
+POINT_AT_A_COPY = (
+    "Point at a local copy with MNIST_LAB_DATA_DIR=/path/to/data or data.root=/path/to/data "
+    "(the folder that holds MNIST/raw and FashionMNIST/raw)."
+)
+
+
+def raw_folder(name: str, root: str) -> Path:
+    return Path(root).resolve() / DATASETS[name].cls.__name__ / "raw"
+
+
 def _not_found(name: str, root: str, reason: str) -> DataNotFoundError:
-    folder = Path(root).resolve() / DATASETS[name].cls.__name__ / "raw"
     return DataNotFoundError(
-        f"{name} is not in {folder} and could not be downloaded ({reason}). "
-        "Point at a local copy with MNIST_LAB_DATA_DIR=/path/to/data or data.root=/path/to/data "
-        "(the folder that holds MNIST/raw and FashionMNIST/raw)."
+        f"{name} is not in {raw_folder(name, root)} and could not be downloaded ({reason}). {POINT_AT_A_COPY}"
     )
+
+
+def check_idx(path: Path, item_shape: tuple[int, ...]) -> int:
+    """Check an IDX file's magic number, dimensions and length before parsing it; return its item count.
+
+    torchvision's parser fails on a bad file with an assertion or a reshape error that does not name
+    the file; this says which file is wrong and how.
+    """
+    ndim = 1 + len(item_shape)
+    replace = (
+        f"Replace {path.name} with a good copy (delete it and run `python -m mnist_lab.data` to download it)."
+    )
+    try:
+        with path.open("rb") as f:
+            header = f.read(4 + 4 * ndim)
+        size = path.stat().st_size
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror}. Check its permissions.") from None
+    if len(header) < 4 + 4 * ndim or header[:3] != b"\x00\x00\x08" or header[3] != ndim:
+        raise DataError(
+            f"{path} is not an IDX file of {ndim}-dimensional uint8 data (magic number {header[:4].hex()}, "
+            f"expected 0000080{ndim}). {replace}"
+        )
+    count, *dims = struct.unpack(f">{ndim}I", header[4:])
+    if tuple(dims) != item_shape:
+        raise DataError(f"{path} holds items of shape {tuple(dims)}, expected {item_shape}. {replace}")
+    expected = 4 + 4 * ndim + count * math.prod(item_shape)
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise DataError(f"{path} is {state}: {size:,} bytes, expected {expected:,}. {replace}")
+    return count
 
 
 def download(name: str, root: str) -> None:
@@ -62,10 +104,25 @@ def download(name: str, root: str) -> None:
 
 def load_split(name: str, root: str, train: bool) -> tuple[Tensor, Tensor]:
     """Images as uint8 [N, 28, 28] and labels as int64 [N], read from disk without downloading."""
-    try:
-        ds = DATASETS[name].cls(root, train=train, download=False)
-    except RuntimeError as err:
-        raise _not_found(name, root, str(err)) from None
+    prefix = "train" if train else "t10k"
+    images = raw_folder(name, root) / f"{prefix}-images-idx3-ubyte"
+    labels = raw_folder(name, root) / f"{prefix}-labels-idx1-ubyte"
+    missing = [p.name for p in (images, labels) if not p.exists()]
+    if missing:
+        raise DataNotFoundError(
+            f"{name}: {', '.join(missing)} not found in {images.parent}. {POINT_AT_A_COPY}"
+        )
+    n_images, n_labels = check_idx(images, (28, 28)), check_idx(labels, ())
+    if n_images != n_labels:
+        raise DataError(
+            f"{images.parent}: {images.name} has {n_images:,} images but {labels.name} {n_labels:,} labels; "
+            "the two files come from different or damaged downloads. Replace both with good copies."
+        )
+    ds = DATASETS[name].cls(root, train=train, download=False)
+    if ds.targets.min() < 0 or ds.targets.max() >= len(ds.classes):
+        raise DataError(
+            f"{labels} holds labels outside 0..{len(ds.classes) - 1}. Replace it with a good copy."
+        )
     return ds.data, ds.targets
 
 
@@ -218,9 +275,9 @@ class MNISTDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+            raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
         if loader not in ("device", "torchvision"):
-            raise ValueError(f"unknown loader {loader!r}; choose 'device' or 'torchvision'")
+            raise ConfigError(f"data.loader={loader!r}: choose 'device' or 'torchvision'")
         self.save_hyperparameters()
         info = DATASETS[name]
         self.classes = info.classes
@@ -238,7 +295,9 @@ class MNISTDataModule(L.LightningDataModule):
         train_x, train_y = load_split(name, root, train=True)
         test_x, test_y = load_split(name, root, train=False)
         if not 0 <= val_size < len(train_x):
-            raise ValueError(f"data.val_size={val_size} must be in [0, {len(train_x)})")
+            raise ConfigError(
+                f"data.val_size={val_size} must be in [0, {len(train_x)}): training needs images"
+            )
         generator = torch.Generator().manual_seed(self.hparams.split_seed)
         order = torch.randperm(len(train_x), generator=generator)
         self.indices = {"train": order[val_size:].sort().values}
@@ -307,7 +366,7 @@ def _main() -> None:
     for name in DATASETS:
         try:
             download(name, root)
-        except DataNotFoundError as err:
+        except DataError as err:
             sys.exit(f"error: {err}")
         print(f"{name}: ready in {Path(root).resolve()}")
 

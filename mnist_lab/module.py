@@ -14,6 +14,8 @@ from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_lab.errors import TrainingDiverged
+
 Batch = tuple[Tensor, Tensor]
 
 
@@ -91,9 +93,22 @@ class Classifier(L.LightningModule):
                 scheduler.step()
             logits.append(out.detach())
             losses.append(loss.detach())
+        losses = torch.stack(losses)
+        if not torch.isfinite(losses).all():  # one host sync per group of steps
+            self._diverged(losses)
         sizes = torch.tensor([len(y) for _, y in steps], device=self.device)
         y = torch.cat([y for _, y in steps])
-        self._update_metrics("train", torch.cat(logits), y, torch.stack(losses), sizes)
+        self._update_metrics("train", torch.cat(logits), y, losses, sizes)
+
+    def _diverged(self, losses: Tensor) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        kept = checkpoint.last_model_path if checkpoint else ""
+        raise TrainingDiverged(
+            f"the training loss became {losses[~torch.isfinite(losses)][0].item()} "
+            f"in epoch {self.current_epoch} "
+            f"(step {self.global_step}); lower optimizer.lr (now {self.hparams.optimizer.get('lr')}). "
+            + (f"The last good checkpoint is {kept}." if kept else "No checkpoint was written before it.")
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")

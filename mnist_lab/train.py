@@ -20,11 +20,13 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.callbacks import EpochTimer
-from mnist_lab.data import DataNotFoundError, MNISTDataModule
+from mnist_lab.data import MNISTDataModule
+from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.models import count_parameters
 from mnist_lab.module import Classifier
 
 log = logging.getLogger("mnist_lab")
+TRAIN_SIZE = 60_000  # both datasets
 
 
 def plain(node: Any) -> Any:
@@ -66,16 +68,44 @@ def device_name(trainer: L.Trainer) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work; raised before any data is loaded."""
+AT_LEAST = {
+    "seed": 0,
+    "data.batch_size": 1,
+    "data.eval_batch_size": 1,
+    "data.val_size": 0,
+    "data.steps_per_batch": 1,
+    "data.num_workers": 0,
+    "trainer.max_epochs": 1,
+}
 
 
 def check_config(cfg: DictConfig) -> None:
-    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    """Reject settings that cannot work before any data is loaded or any time is spent."""
+    for key, minimum in AT_LEAST.items():
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{key}={value!r}: must be a whole number ≥ {minimum}")
+    if cfg.data.val_size >= TRAIN_SIZE:
         raise ConfigError(
-            f"trainer.accelerator={cfg.trainer.accelerator} but torch sees no CUDA GPU on this machine; "
+            f"data.val_size={cfg.data.val_size}: must be < {TRAIN_SIZE} to leave images to train on"
+        )
+    lr = cfg.optimizer.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
+        raise ConfigError(f"optimizer.lr={lr!r}: must be a positive number")
+    accelerator, devices = cfg.trainer.accelerator, cfg.trainer.devices
+    wants_gpu = accelerator in ("gpu", "cuda")
+    if wants_gpu and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine; "
             "use trainer.accelerator=cpu (or auto)"
         )
+    if wants_gpu and isinstance(devices, int) and devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    output_dir = Path(cfg.paths.output_dir)
+    if (output_dir / "results.json").exists() or (output_dir / "checkpoints").exists():
+        raise ConfigError(f"{output_dir} already holds a run; choose a new output dir (hydra.run.dir=...)")
 
 
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
@@ -134,5 +164,5 @@ def main(cfg: DictConfig) -> float | None:
         return train(cfg)["val/acc_best"]
     except InstantiationException as err:  # a config value the target class rejects
         sys.exit(f"error: {err.__cause__ or err}")
-    except (DataNotFoundError, ConfigError, MisconfigurationException) as err:
+    except (UserError, MisconfigurationException) as err:
         sys.exit(f"error: {err}")

@@ -48,9 +48,13 @@ def search(search_cfg: DictConfig, base_overrides: list[str], output_dir: Path) 
         study_name=search_cfg.study_name,
         storage=storage,
         direction=search_cfg.direction,
-        sampler=instantiate(search_cfg.sampler),
         pruner=instantiate(search_cfg.pruner),
         load_if_exists=True,
+    )
+    # A seeded sampler that resumes must not replay the suggestions of the first session.
+    seed = search_cfg.sampler.get("seed")
+    study.sampler = instantiate(
+        search_cfg.sampler, **({"seed": seed + len(study.trials)} if seed is not None else {})
     )
     params = OmegaConf.to_container(search_cfg.params)
 
@@ -80,7 +84,9 @@ def best_overrides(study: optuna.Study) -> str:
 def main(cfg: DictConfig) -> None:
     if "hparams_search" not in cfg:
         sys.exit("error: choose a search space, e.g. python -m mnist_lab.tune hparams_search=mlp_optuna")
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hparams_search=")]
+    overrides = [
+        o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hparams_search")
+    ]
     study = search(cfg.hparams_search, overrides, Path(cfg.paths.output_dir))
     log.info("best val/acc %.4f in trial %d", study.best_value, study.best_trial.number)
     print(f"best: python -m mnist_lab {' '.join(overrides)} {best_overrides(study)}".replace("  ", " "))

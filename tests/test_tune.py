@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_module
+from optuna.trial import TrialState
+
+from mnist_lab import tune
+
+
+def search_config(tmp_path: Path, n_trials: int):
+    with initialize_config_module("mnist_lab.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            [
+                "hparams_search=mlp_optuna",
+                f"hparams_search.n_trials={n_trials}",
+                f"paths.output_root={tmp_path}",
+            ],
+        )
+    return cfg.hparams_search
+
+
+def test_interrupted_search_resumes_to_the_requested_trial_count(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = [f"data.root={tiny_root}", "data.val_size=20", "trainer.max_epochs=2", "trainer.accelerator=cpu"]
+    base += ["trainer.limit_train_batches=2", "logger=none", "model.hidden=64"]
+    real_train, calls = tune.train, []
+
+    def interrupted_on_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(tune, "train", interrupted_on_second_trial)
+    search_cfg = search_config(tmp_path, n_trials=3)
+    with initialize_config_module("mnist_lab.conf", version_base="1.3"), pytest.raises(KeyboardInterrupt):
+        tune.search(search_cfg, base, tmp_path / "run1")
+    assert (tmp_path / "optuna.db").exists(), "the study must be stored in SQLite"
+
+    monkeypatch.setattr(tune, "train", real_train)
+    with initialize_config_module("mnist_lab.conf", version_base="1.3"):
+        study = tune.search(search_cfg, base, tmp_path / "run2")
+
+    states = [t.state for t in study.trials]
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 3
+    assert len(states) == 4, "one interrupted trial plus three finished ones"
+    reloaded = optuna.load_study(study_name=search_cfg.study_name, storage=search_cfg.storage)
+    assert len(reloaded.trials) == 4
+    assert tune.best_overrides(study).startswith("optimizer.lr=")
+    assert (tmp_path / "run2" / f"trial_{study.best_trial.number}" / "results.json").exists() or (
+        tmp_path / "run1" / f"trial_{study.best_trial.number}" / "results.json"
+    ).exists()
