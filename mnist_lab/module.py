@@ -48,6 +48,7 @@ class Classifier(L.LightningModule):
             )
             setattr(self, f"{stage}_loss", MeanMetric())
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps the best so far
         self.scheduler_interval: str | None = None  # set by configure_optimizers
 
     def forward(self, x: Tensor) -> Tensor:

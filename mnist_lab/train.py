@@ -17,8 +17,10 @@ import torchvision
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lab import checkpoints
 from mnist_lab.callbacks import EpochTimer
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import ConfigError, UserError
@@ -108,6 +110,16 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"{output_dir} already holds a run; choose a new output dir (hydra.run.dir=...)")
 
 
+def resume_from(cfg: DictConfig) -> Path | None:
+    """The checkpoint to resume from (`ckpt_path=PATH` or `last`), checked against this run's config."""
+    if not cfg.get("ckpt_path"):
+        return None
+    path = checkpoints.find_last(cfg.paths.output_root) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    checkpoints.check_compatible(checkpoints.load(path), cfg.data.name, cfg.model._target_, path)
+    log.info("resuming from %s", path)
+    return path
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Fit on train, select the best epoch on val, test it once; return what results.json holds.
 
@@ -115,22 +127,29 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, An
     would report a selected test score, so the final weights are tested instead.
     """
     check_config(cfg)
+    ckpt_path = resume_from(cfg)
+    if ckpt_path and cfg.get("callbacks", {}).get("checkpoint"):
+        # A resumed run continues the checkpoints of the run it resumes, so that ModelCheckpoint keeps
+        # its best score (Lightning restores it only for the same directory).
+        cfg.callbacks.checkpoint.dirpath = str(ckpt_path.parent)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     timer = EpochTimer()
-    trainer = build_trainer(cfg, [timer, *callbacks])
+    trainer = build_trainer(cfg, [timer, checkpoints.RunState(plain(cfg)), *callbacks])
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
     )
 
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     val_acc_best = trainer.callback_metrics.get("val/acc_best")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     tested_weights = "best" if best and cfg.data.val_size > 0 else "last"
-    ckpt_path = best if tested_weights == "best" else None
-    tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    test_ckpt = best if tested_weights == "best" else None
+    tested = trainer.test(
+        module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
+    )[0]
 
     results = {
         "test/acc": tested["test/acc"],
@@ -166,3 +185,5 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(f"error: {err.__cause__ or err}")
     except (UserError, MisconfigurationException) as err:
         sys.exit(f"error: {err}")
+    except SIGTERMException:
+        sys.exit("error: stopped by SIGTERM (the checkpoint it saved is named above)")

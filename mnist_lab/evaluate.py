@@ -1,0 +1,78 @@
+"""`python -m mnist_lab.evaluate ckpt_path=PATH`: a checkpoint's test metrics, printed and in results.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_lab import checkpoints
+from mnist_lab.errors import UserError
+from mnist_lab.models import count_parameters
+from mnist_lab.module import Classifier
+from mnist_lab.train import device_name, versions
+
+log = logging.getLogger("mnist_lab")
+
+
+def restore(checkpoint: dict[str, Any]) -> Classifier:
+    """The trained LightningModule, rebuilt from the checkpoint's hyperparameters and weights."""
+    module = Classifier(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
+
+
+def evaluate(
+    ckpt_path: str | Path, data_root: str | None = None, accelerator: str = "auto"
+) -> dict[str, Any]:
+    checkpoint = checkpoints.load(ckpt_path)
+    run = OmegaConf.create(checkpoint["config"])
+    if data_root:
+        run.data.root = data_root
+    module = restore(checkpoint)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=run.trainer.precision,  # as the run tested it, so the numbers match to the last digit
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    tested = trainer.test(module, datamodule=instantiate(run.data), verbose=False)[0]
+    return {
+        "test/acc": tested["test/acc"],
+        "test/loss": tested["test/loss"],
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "epoch": checkpoint["epoch"],
+        "params": count_parameters(module.net),
+        "dataset": run.data.name,
+        "model": type(module.net).__name__.lower(),
+        "seed": run.seed,
+        "device": device_name(trainer),
+        "versions": versions(),
+    }
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        results = evaluate(cfg.ckpt_path, cfg.data_root, cfg.accelerator)
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    output_dir = Path(cfg.paths.output_dir)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        f"test/acc {results['test/acc']:.4f} · test/loss {results['test/loss']:.4f} · {results['checkpoint']}"
+    )
+    log.info("results in %s", output_dir / "results.json")
+
+
+if __name__ == "__main__":
+    main()
