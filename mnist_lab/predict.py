@@ -1,0 +1,127 @@
+"""`python -m mnist_lab.predict CKPT PATH... [--json] [--top K]`: classify image files with a checkpoint.
+
+Real pictures are dark ink on light paper at any size, MNIST is light ink on black, 20×20 inside 28×28,
+centred by mass. Each image goes through the same steps MNIST's authors used before it meets the model:
+grayscale, invert a light background, crop to the ink, fit into 20×20 keeping the aspect ratio, centre by
+centre of mass in 28×28, then the training normalization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as F
+from PIL import Image
+from torch import Tensor
+
+from mnist_lab import checkpoints
+from mnist_lab.data import DATASETS
+from mnist_lab.errors import UserError
+from mnist_lab.evaluate import restore
+
+MAX_PIXELS = 40_000_000
+
+
+class ImageError(UserError):
+    """An input that is not a usable image; reported for its file alone."""
+
+
+def read_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{width}×{height} pixels is more than {MAX_PIXELS // 1_000_000} MP; downscale it"
+                )
+            return image.convert("L")
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"too large to decode safely ({err}); downscale it") from None
+    except (OSError, ValueError) as err:  # not an image, empty, truncated
+        raise ImageError(f"not a readable image ({err})") from None
+
+
+def to_mnist(image: Image.Image, mean: float, std: float) -> Tensor:
+    """One grayscale picture as a normalized [1, 28, 28] tensor laid out like an MNIST digit."""
+    x = F.to_dtype(F.to_image(image), torch.float32, scale=True)[0]
+    border = torch.cat([x[0], x[-1], x[:, 0], x[:, -1]])
+    if border.median() > 0.5:  # dark ink on light paper
+        x = 1 - x
+        border = 1 - border
+    x = (x - border.median()).clamp(min=0)
+    if x.max() <= 0.1:
+        raise ImageError("no ink found: the image is blank")
+    rows, cols = torch.nonzero(x > 0.25 * x.max(), as_tuple=True)
+    x = x[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = x.shape
+    scale = 20 / max(height, width)
+    size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    x = F.resize(x[None], size, antialias=True)[0].clamp(min=0)
+    x = x / x.max()
+    ys, xs = torch.arange(size[0], dtype=torch.float32), torch.arange(size[1], dtype=torch.float32)
+    centre_y = (x.sum(1) * ys).sum() / x.sum()
+    centre_x = (x.sum(0) * xs).sum() / x.sum()
+    top = int(min(max(round(14 - centre_y.item()), 0), 28 - size[0]))
+    left = int(min(max(round(14 - centre_x.item()), 0), 28 - size[1]))
+    canvas = torch.zeros(28, 28)
+    canvas[top : top + size[0], left : left + size[1]] = x
+    return ((canvas - mean) / std)[None]
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        files += sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("paths", nargs="+", type=Path, help="image files or directories of them")
+    parser.add_argument("--json", action="store_true", help="print one JSON array of {file, label, probs}")
+    parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    args = parser.parse_args(argv)
+
+    try:
+        checkpoint = checkpoints.load(args.checkpoint)
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    data = checkpoint["config"]["data"]
+    info = DATASETS[data["name"]]
+    mean, std = (info.mean, info.std) if data["normalize"] else (0.0, 1.0)
+    model = restore(checkpoint)
+
+    inputs, good, failed = [], [], 0
+    for path in image_files(args.paths):
+        try:
+            if not path.exists():
+                raise ImageError("no such file")
+            inputs.append(to_mnist(read_image(path), mean, std))
+            good.append(path)
+        except ImageError as err:
+            failed += 1
+            print(f"error: {path}: {err}", file=sys.stderr)
+    if inputs:
+        with torch.no_grad():
+            probs = model(torch.stack(inputs)).float().softmax(1)
+        predictions = [
+            {"file": str(p), "label": int(q.argmax()), "probs": q.tolist()}
+            for p, q in zip(good, probs, strict=True)
+        ]
+        if args.json:
+            print(json.dumps(predictions))
+        else:
+            for prediction in predictions:
+                ranked = sorted(enumerate(prediction["probs"]), key=lambda item: -item[1])[: args.top]
+                top = ", ".join(f"{info.classes[k]} {p:.1%}" for k, p in ranked)
+                print(f"{prediction['file']}: {info.classes[prediction['label']]}  ({top})")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
