@@ -7,6 +7,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
+from mnist_lab.train import train
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -48,3 +50,18 @@ def real_data_root() -> Path:
 def compose_config(*overrides: str) -> DictConfig:
     with initialize_config_module("mnist_lab.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained CNN: the speedrun (one epoch) with shifted training images."""
+    out = tmp_path_factory.mktemp("model")
+    cfg = compose_config(
+        "experiment=speedrun",
+        "data.augment=true",
+        f"data.root={real_data_root}",
+        "logger=none",
+        f"paths.output_dir={out}",
+    )
+    assert train(cfg)["test/acc"] > 0.98
+    return out / "checkpoints" / "best.ckpt"

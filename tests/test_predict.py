@@ -7,23 +7,6 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_lab import predict
-from mnist_lab.train import train
-from tests.conftest import compose_config
-
-
-@pytest.fixture(scope="module")
-def checkpoint(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A briefly trained CNN: the speedrun (one epoch) with shifted training images."""
-    out = tmp_path_factory.mktemp("model")
-    cfg = compose_config(
-        "experiment=speedrun",
-        "data.augment=true",
-        f"data.root={real_data_root}",
-        "logger=none",
-        f"paths.output_dir={out}",
-    )
-    assert train(cfg)["test/acc"] > 0.98
-    return out / "checkpoints" / "best.ckpt"
 
 
 def render_digits(folder: Path) -> dict[str, int]:
@@ -49,10 +32,10 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_rendered_digits_are_recognised(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    trained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     truth = render_digits(tmp_path / "digits")
-    code, out, _ = run([str(checkpoint), str(tmp_path / "digits"), "--json"], capsys)
+    code, out, _ = run([str(trained_checkpoint), str(tmp_path / "digits"), "--json"], capsys)
     assert code == 0
     predictions = json.loads(out)
     assert len(predictions) == 20
@@ -62,16 +45,18 @@ def test_rendered_digits_are_recognised(
     assert correct >= 17
 
 
-def test_text_output_shows_top_k(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_text_output_shows_top_k(
+    trained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     render_digits(tmp_path / "digits")
-    code, out, _ = run([str(checkpoint), str(tmp_path / "digits" / "7_56.png"), "--top", "2"], capsys)
+    code, out, _ = run([str(trained_checkpoint), str(tmp_path / "digits" / "7_56.png"), "--top", "2"], capsys)
     assert code == 0
     assert out.startswith(f"{tmp_path / 'digits' / '7_56.png'}: 7 - seven  (7 - seven ")
     assert out.count("%") == 2
 
 
 def test_bad_files_are_reported_and_good_ones_still_predicted(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    trained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder = tmp_path / "mixed"
     render_digits(folder)
@@ -82,7 +67,7 @@ def test_bad_files_are_reported_and_good_ones_still_predicted(
     (folder / "huge.pgm").write_bytes(b"P5\n20000 20000\n255\n" + bytes(100))
     Image.new("L", (50, 50), 255).save(folder / "blank.png")
 
-    code, out, err = run([str(checkpoint), str(folder), "--json"], capsys)
+    code, out, err = run([str(trained_checkpoint), str(folder), "--json"], capsys)
     assert code == 1, "the exit code says that some files failed"
     assert len(json.loads(out)) == 20
     errors = err.strip().splitlines()
