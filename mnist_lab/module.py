@@ -119,6 +119,7 @@ class Classifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
         if self.scheduler_interval == "epoch":
             self.lr_schedulers().step()
 

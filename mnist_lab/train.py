@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab import checkpoints
 from mnist_lab.callbacks import EpochTimer
+from mnist_lab.dashboards import TestReport
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.models import count_parameters
@@ -137,7 +138,9 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, An
     datamodule: MNISTDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     timer = EpochTimer()
-    trainer = build_trainer(cfg, [timer, checkpoints.RunState(plain(cfg)), *callbacks])
+    run_config = plain(cfg)
+    report = TestReport(datamodule.classes)
+    trainer = build_trainer(cfg, [timer, checkpoints.RunState(run_config), report, *callbacks])
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
     )
@@ -169,6 +172,11 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, An
         "versions": versions(),
         "output_dir": str(output_dir),
     }
+    for logger in trainer.loggers:  # TensorBoard's HParams tab: this run's settings beside its results
+        logger.log_hyperparams(
+            run_config,
+            {"hparams/val_acc_best": results["val/acc_best"] or 0.0, "hparams/test_acc": results["test/acc"]},
+        )
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
