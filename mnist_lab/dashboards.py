@@ -28,7 +28,7 @@ def misclassified_figure(
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p, c in zip(axes.flat, images, true, predicted, confidence, strict=False):
-        ax.imshow(image.squeeze(0).float().cpu(), cmap="gray")
+        ax.imshow(image.squeeze(0).float().cpu().numpy(), cmap="gray")
         ax.set_title(f"{t} → {p}\n{c:.0%}", fontsize=8)
     figure.tight_layout()
     return figure

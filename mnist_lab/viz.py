@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from sklearn.decomposition import PCA
@@ -31,7 +32,7 @@ def sample_grid(images: Tensor, labels: Tensor, classes: list[str], per_class: i
     for row, name in enumerate(classes):
         picks = images[labels == row][:per_class]
         for ax, image in zip(axes[row], picks, strict=False):
-            ax.imshow(image, cmap="gray_r")
+            ax.imshow(image.numpy(), cmap="gray_r")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
@@ -39,9 +40,9 @@ def sample_grid(images: Tensor, labels: Tensor, classes: list[str], per_class: i
     return figure
 
 
-def scatter(points: Tensor, labels: Tensor, classes: list[str], title: str) -> plt.Figure:
+def scatter(points: np.ndarray, labels: Tensor, classes: list[str], title: str) -> plt.Figure:
     figure, ax = plt.subplots(figsize=(7, 6))
-    dots = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
+    dots = ax.scatter(points[:, 0], points[:, 1], c=labels.numpy(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
     colorbar = figure.colorbar(dots, ticks=range(len(classes)))
     colorbar.ax.set_yticklabels(classes, fontsize=8)
     ax.set_title(title)
