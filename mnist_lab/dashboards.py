@@ -3,7 +3,8 @@
 At test time the TestReport callback collects, from the model's own forward passes, the confusion
 matrix, per-class accuracy, the most confidently misclassified images and the penultimate-layer features
 of the first test images; at the end it writes them to every TensorBoard logger of the run: figures
-under test/, per-class scalars, and an embedding for the projector (PCA / t-SNE in the browser).
+under test/, per-class scalars, and an embedding for the projector (PCA / t-SNE in the browser). Under
+DDP the confusion matrix and per-class accuracy cover all ranks; the pictures come from rank 0's shard.
 """
 
 from __future__ import annotations
@@ -84,13 +85,13 @@ class TestReport(L.Callback):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._hook.remove()
+        matrix, accuracies = self.confusion.compute(), self.per_class.compute()  # collectives: every rank
         writers = [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if not writers or not trainer.is_global_zero:
             return
         step = trainer.global_step
-        figure, _ = self.confusion.plot(labels=self.classes)
+        figure, _ = self.confusion.plot(val=matrix, labels=self.classes)
         figure.set_size_inches(8, 8)
-        accuracies = self.per_class.compute()
         mistakes = misclassified_figure(
             self.worst["x"],
             [self.classes[i] for i in self.worst["y"]],

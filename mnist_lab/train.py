@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from mnist_lab.models import count_parameters
 from mnist_lab.module import Classifier
 
 log = logging.getLogger("mnist_lab")
+DDP_CONFIG = "MNIST_LAB_DDP_CONFIG"  # the resolved run config, handed to the DDP ranks Lightning starts
 TRAIN_SIZE = 60_000  # both datasets
 
 
@@ -106,9 +109,6 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s)"
         )
-    output_dir = Path(cfg.paths.output_dir)
-    if (output_dir / "results.json").exists() or (output_dir / "checkpoints").exists():
-        raise ConfigError(f"{output_dir} already holds a run; choose a new output dir (hydra.run.dir=...)")
 
 
 def resume_from(cfg: DictConfig) -> Path | None:
@@ -121,7 +121,26 @@ def resume_from(cfg: DictConfig) -> Path | None:
     return path
 
 
+@contextmanager
+def isolated_job() -> Iterator[None]:
+    """Leave no process group or launcher environment behind, so that the next job of a multirun can
+    start its own DDP processes (Lightning reads LOCAL_RANK and friends from os.environ)."""
+    environ = dict(os.environ)
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
+    with isolated_job():
+        return fit_and_test(cfg, callbacks)
+
+
+def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Fit on train, select the best epoch on val, test it once; return what results.json holds.
 
     When the test set doubles as the validation set (`data.val_size=0`), picking the best epoch on it
@@ -141,6 +160,10 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, An
     run_config = plain(cfg)
     report = TestReport(datamodule.classes)
     trainer = build_trainer(cfg, [timer, checkpoints.RunState(run_config), report, *callbacks])
+    if trainer.world_size > 1:
+        os.environ[DDP_CONFIG] = json.dumps(run_config)
+        if trainer.strategy.root_device.type == "cpu":  # the cores are shared among the processes
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.num_devices))
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
     )
@@ -186,8 +209,13 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, An
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     try:
+        output_dir = Path(cfg.paths.output_dir)
+        if (output_dir / "results.json").exists() or (output_dir / "checkpoints").exists():
+            raise ConfigError(
+                f"{output_dir} already holds a run; choose a new output dir (hydra.run.dir=...)"
+            )
         return train(cfg)["val/acc_best"]
     except InstantiationException as err:  # a config value the target class rejects
         sys.exit(f"error: {err.__cause__ or err}")
@@ -195,3 +223,27 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(f"error: {err}")
     except SIGTERMException:
         sys.exit("error: stopped by SIGTERM (the checkpoint it saved is named above)")
+
+
+def ddp_rank_main(config: str) -> None:
+    """A DDP rank that Lightning's launcher started by re-running our command line.
+
+    Under `-m` that command line is the whole sweep, and Hydra would pick a new output dir, so the rank
+    ignores it and trains the exact resolved config of the job that started it (passed in DDP_CONFIG),
+    logging to train_rank<N>.log in that job's directory.
+    """
+    cfg = OmegaConf.create(json.loads(config))
+    rank = os.environ.get("LOCAL_RANK", "?")
+    handler = logging.FileHandler(Path(cfg.paths.output_dir) / f"train_rank{rank}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()])
+    train(cfg)
+
+
+def main() -> None:
+    """`python -m mnist_lab`: Hydra composes the run, except in the extra ranks of a DDP run."""
+    config = os.environ.get(DDP_CONFIG)
+    if config and os.environ.get("LOCAL_RANK", "0") != "0":
+        ddp_rank_main(config)
+    else:
+        hydra_main()

@@ -1,0 +1,77 @@
+"""DDP on 2 CPU processes (gloo), inside Hydra multiruns, and the SLURM launcher config."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from mnist_lab.evaluate import evaluate
+
+LIMITS = ["trainer.max_epochs=1", "trainer.limit_train_batches=10", "trainer.limit_val_batches=2"]
+
+
+def mnist_lab(tmp_path: Path, real_data_root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MNIST_LAB_DATA_DIR": str(real_data_root),
+        "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_lab", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_two_process_test_accuracy_equals_a_single_process_evaluation(
+    tmp_path: Path, real_data_root: Path
+) -> None:
+    mnist_lab(tmp_path, real_data_root, "trainer=ddp_cpu", *LIMITS)
+    (run_dir,) = (tmp_path / "out" / "runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (run_dir / "train.log").exists() and (run_dir / "train_rank1.log").exists()
+    single = evaluate(run_dir / "checkpoints" / "best.ckpt", str(real_data_root), accelerator="cpu")
+    assert single["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
+
+
+def test_ddp_inside_a_multirun_makes_one_directory_per_job(tmp_path: Path, real_data_root: Path) -> None:
+    sweep = tmp_path / "sweep"
+    mnist_lab(
+        tmp_path, real_data_root, "-m", "seed=0,1", "trainer=ddp_cpu", *LIMITS, f"hydra.sweep.dir={sweep}"
+    )
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name.split(",")[0] for p in jobs] == ["seed=0", "seed=1"]
+    for job in jobs:
+        assert {"results.json", "train.log", "train_rank1.log"} <= {p.name for p in job.iterdir()}
+        assert json.loads((job / "results.json").read_text())["seed"] == int(job.name[5])
+
+
+def test_submitit_local_launcher_runs_the_jobs(tmp_path: Path, real_data_root: Path) -> None:
+    sweep = tmp_path / "sweep"
+    mnist_lab(
+        tmp_path,
+        real_data_root,
+        "-m",
+        "hydra/launcher=submitit_local",
+        "seed=0",
+        *LIMITS,
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert len(list(sweep.glob("*/results.json"))) == 1
+
+
+def test_slurm_launcher_asks_for_one_task_per_gpu() -> None:
+    with initialize_config_module("mnist_lab.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert (cfg.trainer.strategy, cfg.trainer.accelerator) == ("ddp", "gpu")
