@@ -234,20 +234,24 @@ class DeviceLoader:
 
 
 class RandomShift(torch.nn.Module):
-    """Shift each image of a batch by its own random offset of up to `max_shift` pixels.
+    """Shift each image of a batch by its own random offset of up to `max_shift` pixels, and with `hflip`
+    mirror half of them (clothes, not digits).
 
-    torchvision's v2 transforms draw one set of parameters per call, i.e. per batch; per-sample shifts of a
-    whole batch take one grid_sample.
+    torchvision's v2 transforms draw one set of parameters per call, i.e. per batch; per-sample
+    transforms of a whole batch take one affine grid and one grid_sample.
     """
 
-    def __init__(self, max_shift: int = 2) -> None:
+    def __init__(self, max_shift: int = 2, hflip: bool = False) -> None:
         super().__init__()
         self.max_shift = max_shift
+        self.hflip = hflip
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         theta = torch.zeros(n, 2, 3, device=x.device)
         theta[:, 0, 0] = theta[:, 1, 1] = 1
+        if self.hflip:
+            theta[:, 0, 0] = torch.randint(0, 2, (n,), device=x.device) * 2 - 1
         offsets = torch.randint(-self.max_shift, self.max_shift + 1, (n, 2), device=x.device)
         theta[:, :, 2] = offsets * 2 / torch.tensor([w, h], device=x.device)
         grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
@@ -268,6 +272,7 @@ class MNISTDataModule(L.LightningDataModule):
         normalize: bool = True,
         loader: str = "device",
         augment: bool = False,
+        hflip: bool = False,
         drop_last: bool = False,
         steps_per_batch: int = 1,
         num_workers: int = 0,
@@ -326,7 +331,7 @@ class MNISTDataModule(L.LightningDataModule):
         )
         if not shuffle:  # evaluation: plain batches
             return DeviceLoader(images, labels, sampler, self.mean, self.std)
-        augment = RandomShift() if self.hparams.augment else None
+        augment = RandomShift(hflip=self.hparams.hflip) if self.hparams.augment else None
         return DeviceLoader(
             images, labels, sampler, self.mean, self.std, augment, self.hparams.steps_per_batch
         )
@@ -336,6 +341,8 @@ class MNISTDataModule(L.LightningDataModule):
         steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([self.mean], [self.std])]
         if shuffle and self.hparams.augment:
             steps.insert(1, v2.RandomAffine(degrees=0, translate=(2 / 28, 2 / 28)))
+            if self.hparams.hflip:
+                steps.insert(1, v2.RandomHorizontalFlip())
         index = self.indices.get(split)  # None for test, and for val when it is the test set
         cls = DATASETS[self.hparams.name].cls
         dataset = cls(self.hparams.root, train=index is not None, transform=v2.Compose(steps))

@@ -48,7 +48,7 @@ def build_module(cfg: DictConfig) -> Classifier:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.get("scheduler")) or None,
         **speed,
-        label_smoothing=cfg.get("label_smoothing", 0.0),
+        label_smoothing=cfg.label_smoothing,
     )
 
 

@@ -12,7 +12,8 @@ from tests.conftest import REPO, compose_config
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+    """A group's options, but the multi-process trainers: tests/test_ddp.py runs those as subprocesses."""
+    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml") if not p.stem.startswith("ddp"))
 
 
 def test_default_is_the_seed_tutorial(tmp_path: Path) -> None:
@@ -66,3 +67,10 @@ def test_trainer_flags_need_no_plus() -> None:
         "trainer.limit_train_batches=50", "trainer.fast_dev_run=true", "trainer.precision=bf16-mixed"
     )
     assert cfg.trainer.limit_train_batches == 50
+
+
+def test_every_experiment_composes() -> None:
+    for experiment in options("experiment"):
+        cfg = compose_config(f"experiment={experiment}")
+        assert isinstance(instantiate(cfg.data), MNISTDataModule)
+        assert isinstance(build_module(cfg).net, MLP | CNN | ConvNet), experiment

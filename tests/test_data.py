@@ -136,3 +136,13 @@ def test_missing_data_without_network_names_the_fix(tmp_path: Path, monkeypatch:
     message = str(err.value)
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
     assert "MNIST_LAB_DATA_DIR=" in message and "data.root=" in message
+
+
+def test_random_flip_mirrors_about_half_of_the_images() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(200, 1, 28, 28)
+    out = RandomShift(max_shift=0, hflip=True)(x)
+    same = torch.isclose(out, x, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(out, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert bool((same | mirrored).all())
+    assert 60 < int(mirrored.sum()) < 140
