@@ -104,9 +104,17 @@ def test_config_errors_name_the_setting(override: str, named: str, tmp_path: Pat
 
 
 def test_a_new_run_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
-    (tmp_path / "results.json").write_text("{}")
-    with pytest.raises(ConfigError, match="already holds a run"):
-        check_config(compose_config(f"paths.output_dir={tmp_path}"))
+    earlier = tmp_path / "earlier"
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "checkpoints" / "last.ckpt").write_text("mine")
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_lab", f"hydra.run.dir={earlier}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1 and "already holds a run" in done.stderr
+    assert (earlier / "checkpoints" / "last.ckpt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
