@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
+SWEEP ?= outputs/multiruns
 
 # Where a shared copy of the datasets sits beside the checkout (this workplace, CI), use it;
 # otherwise the data lands in ./data, downloaded by torchvision.
@@ -10,7 +11,7 @@ ifneq ($(wildcard ../shared/data/MNIST/raw),)
 export MNIST_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install data train test lint format bench tensorboard clean
+.PHONY: install data train test lint format bench report tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +39,9 @@ format: install
 
 bench: data
 	$(BIN)/python benchmarks/bench.py --write BENCHMARKS.md
+
+report: install
+	$(BIN)/python -m mnist_lab.report $(SWEEP)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir $${MNIST_LAB_OUTPUT_DIR:-outputs} --host 127.0.0.1

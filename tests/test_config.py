@@ -74,3 +74,8 @@ def test_every_experiment_composes() -> None:
         cfg = compose_config(f"experiment={experiment}")
         assert isinstance(instantiate(cfg.data), MNISTDataModule)
         assert isinstance(build_module(cfg).net, MLP | CNN | ConvNet), experiment
+
+
+def test_experiments_override_the_primary_config() -> None:
+    assert compose_config("experiment=best_mnist").label_smoothing == 0.1
+    assert compose_config("experiment=best_mnist", "label_smoothing=0.05").label_smoothing == 0.05
