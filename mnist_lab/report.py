@@ -47,8 +47,9 @@ def sweep_commands(directories: list[Path]) -> list[str]:
     commands = []
     for directory in directories:
         for path in sorted(directory.rglob("multirun.yaml")):
-            task = OmegaConf.load(path).hydra.overrides.task
-            commands.append("python -m mnist_lab -m " + " ".join(task))
+            overrides = OmegaConf.load(path).hydra.overrides
+            hydra = [o for o in overrides.hydra if not o.startswith("hydra.mode=")]
+            commands.append(" ".join(["python -m mnist_lab -m", *overrides.task, *hydra]))
     return commands
 
 

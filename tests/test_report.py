@@ -26,7 +26,8 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, capsys: pytest.Capture
         fake_run(sweep / f"model=mlp,seed={seed}", ["model=mlp", f"seed={seed}"], acc, 2.0 + seed)
     fake_run(sweep / "model=cnn,seed=0", ["model=cnn", "seed=0"], 0.99, 30.0)
     (sweep / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    task:\n    - model=mlp,cnn\n    - seed=0,1,2\n"
+        "hydra:\n  overrides:\n    hydra:\n    - hydra.sweep.dir=sweep\n    - hydra.mode=MULTIRUN\n"
+        "    task:\n    - model=mlp,cnn\n    - seed=0,1,2\n"
     )
 
     report.main([str(sweep), "--write", str(tmp_path / "RESULTS.md")])
@@ -38,7 +39,10 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, capsys: pytest.Capture
     assert (sweep / "report.md").read_text() == printed
     assert (sweep / "report.csv").read_text().splitlines()[0].startswith("configuration,dataset,model,seeds")
     written = (tmp_path / "RESULTS.md").read_text()
-    assert "python -m mnist_lab -m model=mlp,cnn seed=0,1,2" in written and mlp_row in written
+    assert (
+        "python -m mnist_lab -m model=mlp,cnn seed=0,1,2 hydra.sweep.dir=sweep\n" in written
+        and mlp_row in written
+    )
 
 
 def test_report_without_runs_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
