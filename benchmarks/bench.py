@@ -17,7 +17,6 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
+from mnist_lab.report import mean_std
 from mnist_lab.train import build_module, train, versions
 
 
@@ -121,18 +121,14 @@ def speedrun(seeds: int, accelerator: str) -> str:
         seconds.append(sum(epoch_seconds))
         accuracies.append(acc)
         print(f"speedrun seed {seed}: {seconds[-1]:.2f} s of training · test acc {acc:.4f}", flush=True)
-    (time_mean, time_std), (acc_mean, acc_std) = mean_std(seconds), mean_std([100 * a for a in accuracies])
     per_seed = " ".join(f"{100 * a:.2f}" for a in accuracies)
     cells = [
         f"speedrun ({seeds} seeds)",
-        f"{time_mean:.2f} ± {time_std:.2f} s",
-        f"{acc_mean:.2f} ± {acc_std:.2f} %",
+        f"{mean_std(seconds)} s",
+        f"{mean_std(accuracies, 100)} %",
+        per_seed,
     ]
-    return "| " + " | ".join([*cells, per_seed]) + " |"
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return "| " + " | ".join(cells) + " |"
 
 
 def machine() -> str:
