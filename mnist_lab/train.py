@@ -158,8 +158,13 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     module = build_module(cfg)
     timer = EpochTimer()
     run_config = plain(cfg)
-    report = TestReport(datamodule.classes)
-    trainer = build_trainer(cfg, [timer, checkpoints.RunState(run_config), report, *callbacks])
+    trainer = build_trainer(cfg, [timer, checkpoints.RunState(run_config), *callbacks])
+    if trainer.strategy.root_device.type == "cpu":
+        # Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork-safe CUDA checks), and torch's Adam and
+        # Adadelta ask whether CUDA is available on every step: without a GPU driver each answer loads
+        # NVML anew (~40 µs, 3 % of an MLP step). A CPU run has no CUDA to protect; isolated_job()
+        # restores the variable afterwards.
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     if trainer.world_size > 1:
         os.environ[DDP_CONFIG] = json.dumps(run_config)
         if trainer.strategy.root_device.type == "cpu":  # the cores are shared among the processes
@@ -173,6 +178,8 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     tested_weights = "best" if best and cfg.data.val_size > 0 else "last"
     test_ckpt = best if tested_weights == "best" else None
+    # Added for testing only: every callback costs Lightning a little on every training step.
+    trainer.callbacks.append(TestReport(datamodule.classes))
     tested = trainer.test(
         module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
     )[0]

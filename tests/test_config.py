@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import lightning as L
@@ -9,6 +10,8 @@ from mnist_lab.data import MNISTDataModule
 from mnist_lab.models import CNN, MLP, ConvNet
 from mnist_lab.train import build_module, build_trainer, train
 from tests.conftest import REPO, compose_config
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def options(group: str) -> list[str]:
@@ -60,6 +63,33 @@ def test_every_option_composes_and_trains(group: str, tiny_root: Path, tmp_path:
         results = train(cfg)
         assert 0 <= results["test/acc"] <= 1, f"{group}={option}"
         assert json.loads((out / "results.json").read_text())["test/acc"] == results["test/acc"]
+
+
+def test_cpu_training_skips_nvml_checks_and_hooks_no_test_report(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both cost time on every optimizer step; the environment is restored after the run."""
+    monkeypatch.setenv(NVML_CHECK, "1")
+    seen = {}
+
+    class Probe(L.Callback):
+        def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            seen["nvml"] = os.environ.get(NVML_CHECK)
+            seen["callbacks"] = {type(c).__name__ for c in trainer.callbacks}
+
+        def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            seen["test callbacks"] = {type(c).__name__ for c in trainer.callbacks}
+
+    cfg = compose_config(
+        f"paths.output_dir={tmp_path}",
+        f"data.root={tiny_root}",
+        "data.val_size=20",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+    )
+    train(cfg, [Probe()])
+    assert seen["nvml"] is None and os.environ[NVML_CHECK] == "1"
+    assert "TestReport" not in seen["callbacks"] and "TestReport" in seen["test callbacks"]
 
 
 def test_trainer_flags_need_no_plus() -> None:
