@@ -31,6 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
+from mnist_lab.callbacks import EpochTimer
 from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
 from mnist_lab.report import mean_std
 from mnist_lab.train import build_module, train, versions
@@ -127,15 +128,14 @@ class PlainLoop:
 
 
 class Interleaved(L.Callback):
-    """Trains one epoch of every plain loop after each of (c)'s epochs.
-
-    train() puts extra callbacks after its EpochTimer, which has stopped (c)'s clock when this runs.
-    """
+    """Trains one epoch of every plain loop after each of (c)'s epochs, once (c)'s clock has stopped."""
 
     def __init__(self, loops: list[PlainLoop]) -> None:
         self.loops = loops
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        (timer,) = [c for c in trainer.callbacks if isinstance(c, EpochTimer)]
+        assert len(timer.epoch_seconds) == trainer.current_epoch + 1, "EpochTimer must run first"
         for loop in self.loops:
             loop.train_epoch()
 
