@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 import torchvision.transforms.v2.functional as F
+from hydra.utils import instantiate
 from PIL import Image
 from torch import Tensor
 
 from mnist_lab import checkpoints
-from mnist_lab.data import DATASETS
 from mnist_lab.errors import UserError
 from mnist_lab.evaluate import restore
 
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = checkpoints.load(args.checkpoint)
     except UserError as err:
         sys.exit(f"error: {err}")
-    data = checkpoint["config"]["data"]
-    info = DATASETS[data["name"]]
-    mean, std = (info.mean, info.std) if data["normalize"] else (0.0, 1.0)
+    data = instantiate(checkpoint["config"]["data"])  # normalization and class names; reads no files
     model = restore(checkpoint)
 
     inputs, good, failed = [], [], 0
@@ -101,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if not path.exists():
                 raise ImageError("no such file")
-            inputs.append(to_mnist(read_image(path), mean, std))
+            inputs.append(to_mnist(read_image(path), data.mean, data.std))
             good.append(path)
         except ImageError as err:
             failed += 1
@@ -118,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             for prediction in predictions:
                 ranked = sorted(enumerate(prediction["probs"]), key=lambda item: -item[1])[: args.top]
-                top = ", ".join(f"{info.classes[k]} {p:.1%}" for k, p in ranked)
-                print(f"{prediction['file']}: {info.classes[prediction['label']]}  ({top})")
+                top = ", ".join(f"{data.classes[k]} {p:.1%}" for k, p in ranked)
+                print(f"{prediction['file']}: {data.classes[prediction['label']]}  ({top})")
     sys.exit(1 if failed else 0)
 
 

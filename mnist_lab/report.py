@@ -26,8 +26,9 @@ COLUMNS = [
     "val acc best (%)",
     "s/epoch",
     "epochs",
+    "params",
+    "device",
 ]
-COLUMNS += ["params", "device"]
 
 
 def load_runs(directories: list[Path]) -> list[dict[str, Any]]:

@@ -159,7 +159,8 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     timer = EpochTimer()
     run_config = plain(cfg)
     trainer = build_trainer(cfg, [timer, checkpoints.RunState(run_config), *callbacks])
-    if trainer.strategy.root_device.type == "cpu":
+    on_cpu = trainer.strategy.root_device.type == "cpu"
+    if on_cpu:
         # Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork-safe CUDA checks), and torch's Adam and
         # Adadelta ask whether CUDA is available on every step: without a GPU driver each answer loads
         # NVML anew (~40 µs, 3 % of an MLP step). A CPU run has no CUDA to protect; isolated_job()
@@ -167,7 +168,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     if trainer.world_size > 1:
         os.environ[DDP_CONFIG] = json.dumps(run_config)
-        if trainer.strategy.root_device.type == "cpu":  # the cores are shared among the processes
+        if on_cpu:  # the cores are shared among the processes
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.num_devices))
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
