@@ -37,17 +37,9 @@ from mnist_lab.report import mean_std
 from mnist_lab.train import build_module, train, versions
 
 
-def config(model: str, accelerator: str, epochs: int, overrides: list[str]) -> DictConfig:
+def config(*overrides: str) -> DictConfig:
     with initialize_config_module("mnist_lab.conf", version_base="1.3"):
-        return compose(
-            "config",
-            [
-                f"model={model}",
-                f"trainer.accelerator={accelerator}",
-                f"trainer.max_epochs={epochs}",
-                *overrides,
-            ],
-        )
+        return compose("config", list(overrides))
 
 
 def sync(device: torch.device) -> None:
@@ -156,10 +148,7 @@ def speedrun(seeds: int, accelerator: str) -> str:
     """`experiment=speedrun` over several seeds: training seconds and test accuracy, mean ± std."""
     seconds, accuracies = [], []
     for seed in range(seeds):
-        with initialize_config_module("mnist_lab.conf", version_base="1.3"):
-            cfg = compose(
-                "config", ["experiment=speedrun", f"seed={seed}", f"trainer.accelerator={accelerator}"]
-            )
+        cfg = config("experiment=speedrun", f"seed={seed}", f"trainer.accelerator={accelerator}")
         epoch_seconds, acc = lightning_run(cfg)
         seconds.append(sum(epoch_seconds))
         accuracies.append(acc)
@@ -200,7 +189,12 @@ def main() -> None:
     print(header, flush=True)
     rows = []
     for model in args.models:
-        cfg = config(model, args.accelerator, args.epochs, args.overrides)
+        cfg = config(
+            f"model={model}",
+            f"trainer.accelerator={args.accelerator}",
+            f"trainer.max_epochs={args.epochs}",
+            *args.overrides,
+        )
         plain = {name: PlainLoop(cfg, device, baseline=name == "a") for name in ("a", "b")}
         seconds_c, acc_c = lightning_run(cfg, [Interleaved(list(plain.values()))])
         runs = {name: (loop.seconds, loop.test_accuracy()) for name, loop in plain.items()}

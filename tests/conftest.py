@@ -1,5 +1,7 @@
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,18 @@ def real_data_root() -> Path:
 def compose_config(*overrides: str) -> DictConfig:
     with initialize_config_module("mnist_lab.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def run_cli(tmp_path: Path, real_data_root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`python -m mnist_lab OVERRIDES` in tmp_path, reading the real data, writing under tmp_path/out."""
+    env = {
+        **os.environ,
+        "MNIST_LAB_DATA_DIR": str(real_data_root),
+        "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_lab", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,28 +1,20 @@
 """DDP on 2 CPU processes (gloo), inside Hydra multiruns, and the SLURM launcher config."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 
 from mnist_lab.evaluate import evaluate
+from tests.conftest import run_cli
 
 LIMITS = ["trainer.max_epochs=1", "trainer.limit_train_batches=10", "trainer.limit_val_batches=2"]
 
 
 def mnist_lab(tmp_path: Path, real_data_root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "MNIST_LAB_DATA_DIR": str(real_data_root),
-        "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_lab", *args], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    done = run_cli(tmp_path, real_data_root, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

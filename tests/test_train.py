@@ -1,9 +1,6 @@
 """End to end on the real datasets (MNIST_LAB_DATA_DIR)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,21 +8,10 @@ import torch
 
 from mnist_lab.module import Classifier
 from mnist_lab.train import train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_cli
 
 RESULT_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs", "seconds_per_epoch", "params", "dataset"}
 RESULT_KEYS |= {"model", "optimizer", "seed", "device", "versions"}
-
-
-def run_cli(tmp_path: Path, real_data_root: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "MNIST_LAB_DATA_DIR": str(real_data_root),
-        "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_lab", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
 
 
 def test_cli_run_writes_its_outputs_into_its_own_dir(tmp_path: Path, real_data_root: Path) -> None:
