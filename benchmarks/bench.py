@@ -174,6 +174,11 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
 
 
+def header(device: str) -> str:
+    """The first line of a benchmark block: machine, device and versions."""
+    return f"{machine()} · {device} · " + " · ".join(f"{k} {v}" for k, v in versions().items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
@@ -185,8 +190,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
-    header = f"{machine()} · {device} · " + " · ".join(f"{k} {v}" for k, v in versions().items())
-    print(header, flush=True)
+    first_line = header(device.type)
+    print(first_line, flush=True)
     rows = []
     for model in args.models:
         cfg = config(
@@ -228,7 +233,7 @@ def main() -> None:
         f"--speedrun-seeds {args.speedrun_seeds}",
     ]
     command = " ".join(["python benchmarks/bench.py", *options, *args.overrides])
-    block = f"{datetime.date.today()} · {header}\n\n`{command}`\n\n{table}\n"
+    block = f"{datetime.date.today()} · {first_line}\n\n`{command}`\n\n{table}\n"
     print("\n" + block)
     if args.write:
         with args.write.open("a") as f:

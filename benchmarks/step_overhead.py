@@ -25,9 +25,10 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from bench import config, machine
+from bench import config, header
 
-from mnist_lab.train import train, versions
+from mnist_lab.module import optimizer_steps
+from mnist_lab.train import train
 
 
 class PairedSteps(L.Callback):
@@ -43,7 +44,7 @@ class PairedSteps(L.Callback):
     ) -> None:
         if batch_idx != 1:
             return
-        x, y = batch[0] if isinstance(batch, list) else batch
+        x, y = optimizer_steps(batch)[0]
         optimizer = pl_module.optimizers()
         plain_optimizer = optimizer.optimizer
         precision = trainer.strategy.precision_plugin
@@ -100,7 +101,6 @@ def main() -> None:
     us = {name: [1e6 * s for s in seconds] for name, seconds in paired.seconds.items()}
     plain, lightning = statistics.median(us["plain"]), statistics.median(us["lightning"])
     per_pair = statistics.median(b - a for a, b in zip(us["plain"], us["lightning"], strict=True))
-    header = f"{machine()} · " + " · ".join(f"{k} {v}" for k, v in versions().items())
     command = " ".join(
         ["python benchmarks/step_overhead.py", f"--steps {args.steps}", *map(shlex.quote, args.overrides)]
     )
@@ -115,7 +115,7 @@ def main() -> None:
     ]
     block = "\n".join(
         [
-            f"{datetime.date.today()} · {header}",
+            f"{datetime.date.today()} · {header('cpu')}",
             "",
             f"`{command}` ({args.steps} pairs of steps, medians)",
             "",

@@ -19,6 +19,11 @@ from mnist_lab.errors import TrainingDiverged
 Batch = tuple[Tensor, Tensor]
 
 
+def optimizer_steps(batch: Batch | list[Batch]) -> list[Batch]:
+    """The (x, y) pairs of a training batch, one per optimizer step (see data.steps_per_batch)."""
+    return batch if isinstance(batch[0], tuple) else [batch]
+
+
 class Classifier(L.LightningModule):
     def __init__(
         self,
@@ -82,7 +87,7 @@ class Classifier(L.LightningModule):
         """
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
-        steps = batch if isinstance(batch[0], tuple) else [batch]
+        steps = optimizer_steps(batch)
         logits, losses = [], []
         for x, y in steps:
             out = self(x)
