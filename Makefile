@@ -39,6 +39,7 @@ format: install
 
 bench: data
 	$(BIN)/python benchmarks/bench.py --write BENCHMARKS.md
+	$(BIN)/python benchmarks/step_overhead.py --write BENCHMARKS.md
 
 report: install
 	$(BIN)/python -m mnist_lab.report $(SWEEP)

@@ -1,15 +1,15 @@
 """Lightning's cost per optimizer step, measured step against step inside a real run.
 
 bench.py's c/b compares whole epochs, and this shared VM's slow spells move it by several percent
-between runs. Here one training batch of a real `python -m mnist_lab` run (same callbacks, logger and
-precision) takes --steps pairs of optimizer steps on the same images, alternating two ways of taking a
-step: the plain one (`loss.backward()`, the torch optimizer's `step()`) and Lightning's, as
-Classifier.training_step does it (`manual_backward`, the LightningOptimizer's `step()`). A slow spell
-then hits both alike. It also times one of the three hook events Lightning sends per step.
-Lightning's progress counters are not updated by these extra steps, so the figure slightly understates
-Lightning's cost. CPU only (the timer does not wait for a GPU).
-`python benchmarks/step_overhead.py [--write BENCHMARKS.md] [overrides]`.
-"""
+between runs. Here a real `python -m mnist_lab` run (same callbacks, logger, precision and metrics)
+trains as usual, and after each of its training steps a callback takes one plain step: the loop from
+the PyTorch tutorials, on the same network with the same torch optimizer (so both find the same weights
+in cache), batches from its own on-device loader. Lightning's step is the time from the end of one
+plain step to the start of the next (batch fetch, hooks, logging, the module's training_step and
+metrics, forward, backward, optimizer step); the plain step is the same arithmetic without Lightning.
+A slow spell hits both alike, so the median of their paired differences is stable. The measuring
+callback is one more callback than a plain run has. CPU only (the timer does not wait for a GPU).
+`python benchmarks/step_overhead.py [--steps N] [--write BENCHMARKS.md] [overrides]`."""
 
 from __future__ import annotations
 
@@ -26,61 +26,57 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from bench import config, header
+from omegaconf import DictConfig
 
-from mnist_lab.module import optimizer_steps
+from mnist_lab.data import DeviceLoader, ShardedBatches
 from mnist_lab.train import train
+
+WARM_UP = 20  # steps of each kind before timing starts
 
 
 class PairedSteps(L.Callback):
-    """At the second training batch (the first is the warm-up), times plain and Lightning steps in turn."""
+    """After every Lightning training step, one timed plain step; pairs (Lightning, plain) in microseconds."""
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-        self.seconds: dict[str, list[float]] = {"plain": [], "lightning": [], "hook event": []}
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.pairs: list[tuple[float, float]] = []
         self.callbacks = 0  # in the run, this one included
+        self._lightning_started: float | None = None
 
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if batch_idx != 1:
-            return
-        x, y = optimizer_steps(batch)[0]
-        optimizer = pl_module.optimizers()
-        plain_optimizer = optimizer.optimizer
-        precision = trainer.strategy.precision_plugin
-
-        def loss() -> torch.Tensor:
-            with precision.forward_context():  # autocast, as in training_step, for bf16-mixed runs
-                return F.cross_entropy(pl_module(x), y)
-
-        def plain() -> None:
-            plain_optimizer.zero_grad(set_to_none=True)
-            loss().backward()
-            plain_optimizer.step()
-
-        def lightning() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            pl_module.manual_backward(loss())
-            optimizer.step()
-
-        def hook_event() -> None:  # on_after_backward: the module's hook and every callback's
-            precision.post_backward(x, pl_module)
-
-        for i in range(self.steps):
-            order = [("plain", plain), ("lightning", lightning)]
-            for name, step in order if i % 2 else order[::-1]:
-                start = time.perf_counter()
-                step()
-                self.seconds[name].append(time.perf_counter() - start)
-            start = time.perf_counter()  # right after a step, with the caches as a step leaves them
-            hook_event()
-            self.seconds["hook event"].append(time.perf_counter() - start)
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.module = pl_module
+        (self.optimizer,) = trainer.optimizers  # the torch optimizer inside Lightning's wrapper
+        images, labels = trainer.datamodule.splits["train"]
+        sampler = ShardedBatches(len(labels), self.cfg.data.batch_size, shuffle=True, seed=1)
+        loader = DeviceLoader(images, labels, sampler, trainer.datamodule.mean, trainer.datamodule.std)
+        self.batches = iter(loader)
+        self.autocast = self.cfg.trainer.precision == "bf16-mixed"
         self.callbacks = len(trainer.callbacks)
+
+    def plain_step(self) -> None:
+        x, y = next(self.batches)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            loss = F.cross_entropy(self.module(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        lightning_ended = time.perf_counter()
+        with torch.enable_grad():
+            started = time.perf_counter()
+            self.plain_step()
+            plain = time.perf_counter() - started
+        if self._lightning_started is not None and batch_idx >= WARM_UP:
+            self.pairs.append((1e6 * (lightning_ended - self._lightning_started), 1e6 * plain))
+        self._lightning_started = time.perf_counter()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="pairs of steps")
+    parser.add_argument("--steps", type=int, default=1000, help="timed pairs of steps")
     parser.add_argument("--write", type=Path, help="append the table to this Markdown file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=cnn")
     args = parser.parse_args()
@@ -88,19 +84,19 @@ def main() -> None:
     cfg = config(
         "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
+        f"trainer.limit_train_batches={args.steps + WARM_UP}",
         "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
         *args.overrides,
     )
-    paired = PairedSteps(args.steps)
+    paired = PairedSteps(cfg)
     with tempfile.TemporaryDirectory() as out:
         cfg.paths.output_dir = out
         train(cfg, [paired])
 
-    us = {name: [1e6 * s for s in seconds] for name, seconds in paired.seconds.items()}
-    plain, lightning = statistics.median(us["plain"]), statistics.median(us["lightning"])
-    per_pair = statistics.median(b - a for a, b in zip(us["plain"], us["lightning"], strict=True))
+    lightning = statistics.median(a for a, _ in paired.pairs)
+    plain = statistics.median(b for _, b in paired.pairs)
+    difference = statistics.median(a - b for a, b in paired.pairs)
     command = " ".join(
         ["python benchmarks/step_overhead.py", f"--steps {args.steps}", *map(shlex.quote, args.overrides)]
     )
@@ -109,18 +105,18 @@ def main() -> None:
         cfg.data.batch_size,
         f"{plain:.0f} µs",
         f"{lightning:.0f} µs",
-        f"{per_pair:.0f} µs",
-        f"**{lightning / plain:.3f}**",
-        f"{statistics.median(us['hook event']):.0f} µs ({paired.callbacks} callbacks, this one included)",
+        f"**{difference:.0f} µs**",
+        f"{lightning / plain:.3f}",
+        paired.callbacks,
     ]
     block = "\n".join(
         [
             f"{datetime.date.today()} · {header('cpu')}",
             "",
-            f"`{command}` ({args.steps} pairs of steps, medians)",
+            f"`{command}` ({len(paired.pairs)} pairs of steps, medians)",
             "",
-            "| model | batch | plain step | Lightning step | difference, paired | ratio "
-            "| hook event (3 per step) |",
+            "| model | batch | plain step | Lightning step | Lightning's cost per step (paired) | ratio "
+            "| callbacks (the measuring one included) |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             "| " + " | ".join(map(str, cells)) + " |",
         ]

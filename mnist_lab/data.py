@@ -183,11 +183,9 @@ class ShardedBatches:
 class DeviceLoader:
     """Batches gathered from uint8 tensors that already live on the training device.
 
-    Converts and normalizes on the device; no worker processes, no per-sample Python. With
-    `steps_per_batch=K` each item is a list of K consecutive (x, y) batches that the LightningModule
-    trains on as K optimizer steps, so Lightning's per-batch overhead is paid once per K steps (the idea
-    of Keras' `steps_per_execution`). Lightning inspects `sampler` and `batch_sampler` as on a DataLoader:
-    it calls `sampler.set_epoch` every epoch and finds no batch sampler to replace.
+    Converts and normalizes on the device; no worker processes, no per-sample Python. Lightning inspects
+    `sampler` and `batch_sampler` as on a DataLoader: it calls `sampler.set_epoch` every epoch and finds
+    no batch sampler to replace.
     """
 
     batch_sampler = None
@@ -200,7 +198,6 @@ class DeviceLoader:
         mean: float,
         std: float,
         augment: torch.nn.Module | None = None,
-        steps_per_batch: int = 1,
     ) -> None:
         self.images = images.to(sampler.device)
         self.labels = labels.to(sampler.device)
@@ -208,10 +205,9 @@ class DeviceLoader:
         self.scale = 1 / (255 * std)
         self.shift = mean / std
         self.augment = augment
-        self.steps_per_batch = steps_per_batch
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.steps_per_batch)
+        return len(self.sampler)
 
     def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         x = self.images[index].unsqueeze(1).float().mul_(self.scale).sub_(self.shift)
@@ -219,18 +215,8 @@ class DeviceLoader:
             x = self.augment(x)
         return x, self.labels[index]
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]]:
-        if self.steps_per_batch == 1:
-            yield from map(self.batch, self.sampler)
-            return
-        group = []
-        for index in self.sampler:
-            group.append(self.batch(index))
-            if len(group) == self.steps_per_batch:
-                yield group
-                group = []
-        if group:
-            yield group
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return map(self.batch, self.sampler)
 
 
 class RandomShift(torch.nn.Module):
@@ -274,7 +260,6 @@ class MNISTDataModule(L.LightningDataModule):
         augment: bool = False,
         hflip: bool = False,
         drop_last: bool = False,
-        steps_per_batch: int = 1,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -332,9 +317,7 @@ class MNISTDataModule(L.LightningDataModule):
         if not shuffle:  # evaluation: plain batches
             return DeviceLoader(images, labels, sampler, self.mean, self.std)
         augment = RandomShift(hflip=self.hparams.hflip) if self.hparams.augment else None
-        return DeviceLoader(
-            images, labels, sampler, self.mean, self.std, augment, self.hparams.steps_per_batch
-        )
+        return DeviceLoader(images, labels, sampler, self.mean, self.std, augment)
 
     def _torchvision_loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         """The classic path: PIL images, ToTensor and Normalize per sample, worker processes optional."""

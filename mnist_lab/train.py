@@ -19,6 +19,7 @@ import torchvision
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, StochasticWeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,10 +53,17 @@ def build_module(cfg: DictConfig) -> Classifier:
     )
 
 
-def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback]) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+    """The configured Trainer. The flags that switch off the logger or the progress bar win over the
+    callbacks config: Lightning refuses a LearningRateMonitor without a logger and a progress bar
+    callback with `enable_progress_bar=false`."""
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    return instantiate(cfg.trainer, callbacks=callbacks + extra_callbacks, logger=loggers or False)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not loggers:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks], logger=loggers or False)
 
 
 def versions() -> dict[str, str]:
@@ -79,9 +87,8 @@ AT_LEAST = {
     "data.batch_size": 1,
     "data.eval_batch_size": 1,
     "data.val_size": 0,
-    "data.steps_per_batch": 1,
     "data.num_workers": 0,
-    "trainer.max_epochs": 1,
+    "trainer.max_epochs": -1,  # -1: no epoch limit (then trainer.max_steps ends the run)
 }
 
 
@@ -91,6 +98,8 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{key}={value!r}: must be a whole number ≥ {minimum}")
+    if cfg.trainer.max_epochs == 0:
+        raise ConfigError("trainer.max_epochs=0 trains nothing: use ≥ 1, or -1 with trainer.max_steps=N")
     if cfg.data.val_size >= TRAIN_SIZE:
         raise ConfigError(
             f"data.val_size={cfg.data.val_size}: must be < {TRAIN_SIZE} to leave images to train on"
@@ -140,12 +149,25 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, An
         return fit_and_test(cfg, callbacks)
 
 
-def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
-    """Fit on train, select the best epoch on val, test it once; return what results.json holds.
+def weights_to_test(trainer: L.Trainer, validated_apart: bool) -> tuple[str, str | None]:
+    """Which weights the run tests, and the checkpoint they are in (None: the weights in memory).
 
-    When the test set doubles as the validation set (`data.val_size=0`), picking the best epoch on it
-    would report a selected test score, so the final weights are tested instead.
+    The best epoch by val/acc, unless the test set doubles as the validation set (picking the best epoch
+    on it would report a selected test score) or SWA averaged the weights after the last checkpoint; the
+    average is then saved as averaged.ckpt, so that the tested weights are on disk.
     """
+    checkpoint = trainer.checkpoint_callback
+    if any(isinstance(c, StochasticWeightAveraging) for c in trainer.callbacks):
+        if checkpoint is not None and checkpoint.dirpath:
+            trainer.save_checkpoint(Path(checkpoint.dirpath) / "averaged.ckpt")
+        return "averaged", None
+    best = checkpoint.best_model_path if checkpoint else ""
+    return ("best", best) if best and validated_apart else ("last", None)
+
+
+def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
+    """Fit on train, select the weights to test (see weights_to_test), test them once; return what
+    results.json holds."""
     check_config(cfg)
     ckpt_path = resume_from(cfg)
     if ckpt_path and cfg.get("callbacks", {}).get("checkpoint"):
@@ -176,9 +198,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     val_acc_best = trainer.callback_metrics.get("val/acc_best")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    tested_weights = "best" if best and cfg.data.val_size > 0 else "last"
-    test_ckpt = best if tested_weights == "best" else None
+    tested_weights, test_ckpt = weights_to_test(trainer, cfg.data.val_size > 0)
     # Added for testing only: every callback costs Lightning a little on every training step.
     trainer.callbacks.append(TestReport(datamodule.classes))
     tested = trainer.test(
@@ -190,6 +210,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         "test/loss": tested["test/loss"],
         "val/acc_best": float(val_acc_best) if val_acc_best is not None else None,
         "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
         "seconds_per_epoch": timer.mean_seconds,
         "epoch_seconds": timer.epoch_seconds,
         "params": count_parameters(module.net),
@@ -199,6 +220,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         "seed": cfg.seed,
         "tested": tested_weights,
         "batch_size": cfg.data.batch_size,
+        "precision": str(cfg.trainer.precision),
         "device": device_name(trainer),
         "versions": versions(),
         "output_dir": str(output_dir),

@@ -54,15 +54,21 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
-def run_cli(tmp_path: Path, real_data_root: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """`python -m mnist_lab OVERRIDES` in tmp_path, reading the real data, writing under tmp_path/out."""
+def run_cli(
+    tmp_path: Path, real_data_root: Path, *overrides: str, tool: str = "mnist_lab"
+) -> subprocess.CompletedProcess:
+    """`python -m TOOL OVERRIDES` in tmp_path, reading the real data, writing under tmp_path/out.
+
+    The repository is on PYTHONPATH, so that overrides can add the test suite's callbacks (tests.probe).
+    """
     env = {
         **os.environ,
         "MNIST_LAB_DATA_DIR": str(real_data_root),
         "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.run(
-        [sys.executable, "-m", "mnist_lab", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", tool, *overrides], cwd=tmp_path, env=env, capture_output=True, text=True
     )
 
 

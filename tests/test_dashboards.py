@@ -14,6 +14,7 @@ def test_tensorboard_holds_scalars_hparams_figures_and_projector(
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=10",
         "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=5",
         f"paths.output_dir={tmp_path}",
     )
     train(cfg)
@@ -27,12 +28,14 @@ def test_tensorboard_holds_scalars_hparams_figures_and_projector(
         "val/loss",
         "val/acc",
         "val/acc_best",
-        "lr",
+        "train/loss_step",
+        "lr-Adam",
         "test/acc",
         "test/loss",
     ):
         assert scalar in tags["scalars"], scalar
     assert [len(events.Scalars(tag)) for tag in ("train/acc", "val/acc")] == [2, 2], "one point per epoch"
+    assert [len(events.Scalars(tag)) for tag in ("train/loss_step", "lr-Adam")] == [4, 4], "every 5 steps"
     assert sum(tag.startswith("test/acc_per_class/") for tag in tags["scalars"]) == 10
     assert {"hparams/val_acc_best", "hparams/test_acc"} <= set(tags["scalars"])
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")

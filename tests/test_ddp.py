@@ -22,7 +22,8 @@ def mnist_lab(tmp_path: Path, real_data_root: Path, *args: str) -> subprocess.Co
 def test_two_process_test_accuracy_equals_a_single_process_evaluation(
     tmp_path: Path, real_data_root: Path
 ) -> None:
-    mnist_lab(tmp_path, real_data_root, "trainer=ddp_cpu", *LIMITS)
+    done = mnist_lab(tmp_path, real_data_root, "trainer=ddp_cpu", *LIMITS)
+    assert "sync_dist" not in done.stdout + done.stderr, "metrics are synchronised across the ranks"
     (run_dir,) = (tmp_path / "out" / "runs").iterdir()
     results = json.loads((run_dir / "results.json").read_text())
     assert (run_dir / "train.log").exists() and (run_dir / "train_rank1.log").exists()

@@ -1,0 +1,61 @@
+"""A callback that records what a run did, for tests that drive `python -m mnist_lab` with Trainer flags.
+
+Added from the command line as a user adds any callback:
+`+callbacks.probe._target_=tests.probe.Probe '+callbacks.probe.path=${paths.output_dir}/probe.json'`.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+
+def flat_parameters(module: torch.nn.Module) -> Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+class Probe(L.Callback):
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.record: dict[str, Any] = {
+            "train_batches": 0,
+            "sanity_batches": 0,
+            "val_batches": [],  # per validation run
+            "test_batches": 0,
+            "update_norm": [],  # per training batch: L2 norm and largest entry of the weights' change
+            "update_max": [],
+        }
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        self.record["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+        last_layer = pl_module.net[-1]
+        last_layer.register_forward_hook(lambda m, i, out: self.record.update(logits_dtype=str(out.dtype)))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
+        self._before = flat_parameters(pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
+        change = flat_parameters(pl_module) - self._before
+        self.record["train_batches"] += 1
+        self.record["update_norm"].append(change.norm().item())
+        self.record["update_max"].append(change.abs().max().item())
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.record["val_batches"].append(0)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
+        if trainer.sanity_checking:
+            self.record["sanity_batches"] += 1
+        else:
+            self.record["val_batches"][-1] += 1
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
+        self.record["test_batches"] += 1
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.path.write_text(json.dumps(self.record))
