@@ -1,7 +1,7 @@
 """Seconds per training epoch on real MNIST, three ways, in one process.
 
-(a) the loop most users write: torchvision Dataset + DataLoader (per-sample transforms) and a plain
-    PyTorch training loop;
+(a) the loop most users write, as pytorch/examples' mnist writes it: torchvision's MNIST with
+    ToTensor + Normalize per sample, a DataLoader, and a plain PyTorch training loop;
 (b) the same plain loop on mnist_lab's on-device loader;
 (c) mnist_lab through Lightning's Trainer, as `python -m mnist_lab` runs it (logger, checkpoints and
     progress bar included).
@@ -30,9 +30,11 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
 
 from mnist_lab.callbacks import EpochTimer
-from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
+from mnist_lab.data import DATASETS, DeviceLoader, MNISTDataModule, ShardedBatches
 from mnist_lab.report import mean_std
 from mnist_lab.train import build_module, train, versions
 
@@ -50,18 +52,17 @@ def sync(device: torch.device) -> None:
 class PlainLoop:
     """Variants (a) and (b): the training loop from the PyTorch tutorials, one epoch per call.
 
-    baseline=True is (a): torchvision's Dataset + DataLoader, fp32, torch's default optimizer
-    implementation. baseline=False is (b): mnist_lab's on-device loader and the config's precision,
-    memory format and optimizer settings, i.e. the arithmetic (c) does, without Lightning. Each loop
+    baseline=True is (a): torchvision's Dataset (ToTensor + Normalize) + DataLoader, fp32, torch's
+    default optimizer implementation. baseline=False is (b): mnist_lab's on-device loader and the
+    config's precision, memory format and optimizer settings, i.e. the arithmetic (c) does, without
+    Lightning. Each loop
     keeps its own RNG state (dropout), so that interleaving the variants changes none of their numbers.
     """
 
     def __init__(self, cfg: DictConfig, device: torch.device, baseline: bool) -> None:
         torch.manual_seed(cfg.seed)
         self.device = device
-        self.datamodule: MNISTDataModule = instantiate(
-            cfg.data, loader="torchvision" if baseline else "device"
-        )
+        self.datamodule: MNISTDataModule = instantiate(cfg.data)
         self.datamodule.setup()
         module = build_module(cfg).to(device)
         self.net = module.net.to(memory_format=torch.contiguous_format) if baseline else module
@@ -70,8 +71,14 @@ class PlainLoop:
             {k: v for k, v in cfg.optimizer.items() if k not in implementation}, params=self.net.parameters()
         )
         self.autocast = not baseline and cfg.trainer.precision == "bf16-mixed"
-        if baseline:
-            self.train_loader = self.datamodule.train_dataloader()
+        if baseline:  # as pytorch/examples' mnist writes it, on the same training images
+            dm = self.datamodule
+            transform = transforms.Compose(
+                [transforms.ToTensor(), transforms.Normalize((dm.mean,), (dm.std,))]
+            )
+            dataset = DATASETS[cfg.data.name].cls(cfg.data.root, train=True, transform=transform)
+            train_set = Subset(dataset, dm.indices["train"].tolist())
+            self.train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=True)
         else:
             images, labels = self.datamodule.splits["train"]
             self.sampler = ShardedBatches(

@@ -93,20 +93,15 @@ def check_idx(path: Path, item_shape: tuple[int, ...]) -> int:
     return count
 
 
-def download(name: str, root: str) -> None:
-    """Fetch the four IDX files of `name` into `root` unless they are already there."""
-    try:
-        DATASETS[name].cls(root, train=True, download=True)
-    except (RuntimeError, OSError) as err:
-        reason = str(err).splitlines()[-1].strip() or type(err).__name__
-        raise _not_found(name, root, reason) from None
-
-
-def load_split(name: str, root: str, train: bool) -> tuple[Tensor, Tensor]:
-    """Images as uint8 [N, 28, 28] and labels as int64 [N], read from disk without downloading."""
+def split_files(name: str, root: str, train: bool) -> tuple[Path, Path]:
     prefix = "train" if train else "t10k"
-    images = raw_folder(name, root) / f"{prefix}-images-idx3-ubyte"
-    labels = raw_folder(name, root) / f"{prefix}-labels-idx1-ubyte"
+    folder = raw_folder(name, root)
+    return folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"
+
+
+def check_split(name: str, root: str, train: bool) -> None:
+    """Both IDX files of a split are there, sound, and of one length: checked before any parser runs."""
+    images, labels = split_files(name, root, train)
     missing = [p.name for p in (images, labels) if not p.exists()]
     if missing:
         raise DataNotFoundError(
@@ -118,10 +113,29 @@ def load_split(name: str, root: str, train: bool) -> tuple[Tensor, Tensor]:
             f"{images.parent}: {images.name} has {n_images:,} images but {labels.name} {n_labels:,} labels; "
             "the two files come from different or damaged downloads. Replace both with good copies."
         )
+
+
+def download(name: str, root: str) -> None:
+    """Fetch the four IDX files of `name` into `root`, unless all are there; those are checked instead."""
+    if all(p.exists() for train in (True, False) for p in split_files(name, root, train)):
+        for train in (True, False):
+            check_split(name, root, train)
+        return
+    try:
+        DATASETS[name].cls(root, train=True, download=True)
+    except (RuntimeError, OSError) as err:
+        reason = str(err).splitlines()[-1].strip() or type(err).__name__
+        raise _not_found(name, root, reason) from None
+
+
+def load_split(name: str, root: str, train: bool) -> tuple[Tensor, Tensor]:
+    """Images as uint8 [N, 28, 28] and labels as int64 [N], read from disk without downloading."""
+    check_split(name, root, train)
     ds = DATASETS[name].cls(root, train=train, download=False)
     if ds.targets.min() < 0 or ds.targets.max() >= len(ds.classes):
         raise DataError(
-            f"{labels} holds labels outside 0..{len(ds.classes) - 1}. Replace it with a good copy."
+            f"{split_files(name, root, train)[1]} holds labels outside 0..{len(ds.classes) - 1}. "
+            "Replace it with a good copy."
         )
     return ds.data, ds.targets
 

@@ -48,7 +48,13 @@ def find_lr(cfg: DictConfig) -> tuple[float, Path]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     trainer = instantiate(
-        cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, default_root_dir=output_dir
+        cfg.trainer,
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+        default_root_dir=output_dir,  # where the range test keeps its temporary checkpoint
+        # the range test drives the loss up on purpose: no step reaches the module's divergence check
+        log_every_n_steps=cfg.lr_find.num_training + 1,
     )
     finder = Tuner(trainer).lr_find(
         build_module(cfg), datamodule=instantiate(cfg.data), update_attr=False, **cfg.lr_find

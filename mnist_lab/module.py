@@ -40,6 +40,7 @@ class Classifier(L.LightningModule):
         if compile:
             self.net.compile()
         num_classes = model.get("num_classes", 10)
+        self.guessing_loss = math.log(num_classes)  # cross-entropy of a uniform guess
         # One metric object per stage. Logged as objects, Lightning computes them at the end of each
         # epoch, synchronised across DDP ranks, and resets them. validate_args=False skips per-step checks.
         for stage in ("train", "val", "test"):
@@ -61,17 +62,21 @@ class Classifier(L.LightningModule):
         # Logged, and checked, on the steps whose values Lightning writes (every log_every_n_steps):
         # a `self.log` call costs ~0.7 ms on a CPU, half a small MLP step, and a check waits for the device.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            if not torch.isfinite(loss):
-                self._diverged(loss)
+            self._check_divergence(loss)
             self.log("train/loss_step", loss.detach(), prog_bar=True)
         return loss
 
-    def _diverged(self, loss: Tensor) -> None:
+    def _check_divergence(self, loss: Tensor) -> None:
+        """Stop a run whose loss is not finite or ten times what guessing scores (ln of the class count):
+        such a run learns nothing more, and only a lower learning rate helps."""
+        if torch.isfinite(loss) and loss <= 10 * self.guessing_loss:
+            return
         checkpoint = self.trainer.checkpoint_callback
         kept = checkpoint.last_model_path if checkpoint else ""
         raise TrainingDiverged(
-            f"the training loss became {loss.item():.4g} in epoch {self.current_epoch} "
-            f"(step {self.global_step}); lower optimizer.lr (now {self.hparams.optimizer.get('lr')}). "
+            f"the training loss reached {loss.item():.4g} in epoch {self.current_epoch} "
+            f"(step {self.global_step}; guessing scores {self.guessing_loss:.2f}): the run diverged. "
+            f"Lower optimizer.lr (now {self.hparams.optimizer.get('lr')}). "
             + (f"The last good checkpoint is {kept}." if kept else "No checkpoint was written before it.")
         )
 
@@ -91,9 +96,7 @@ class Classifier(L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_train_epoch_end(self) -> None:
-        loss = self.train_loss.compute()  # cached: the logged value is the same, computed once
-        if not torch.isfinite(loss):
-            self._diverged(loss)
+        self._check_divergence(self.train_loss.compute())  # cached: logged below without recomputing
         self.log("train/loss", self.train_loss)
         self.log("train/acc", self.train_acc)
 

@@ -1,7 +1,8 @@
 """`python -m mnist_lab.report DIR...`: one table of every results.json under the given directories.
 
 Runs are grouped by their Hydra overrides without the seed, so the seeds of one configuration become one
-row: mean ± std of the test accuracy, the number of seeds, seconds per epoch and parameters.
+row: mean ± std of the test accuracy, the number of seeds, seconds per epoch and parameters. Jobs that
+failed (a failed.json in their directory) are listed below the table with their error.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import io
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from mnist_lab.run_dirs import FAILED
 
 COLUMNS = [
     "configuration",
@@ -31,16 +35,29 @@ COLUMNS = [
 ]
 
 
+def overrides(run_dir: Path) -> list[str]:
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
+
+
 def load_runs(directories: list[Path]) -> list[dict[str, Any]]:
     runs = []
     for directory in directories:
         for path in sorted(directory.rglob("results.json")):
             run = json.loads(path.read_text())
-            overrides_file = path.parent / ".hydra" / "overrides.yaml"
-            overrides = list(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-            run["configuration"] = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
+            configuration = [o for o in overrides(path.parent) if not o.startswith("seed=")]
+            run["configuration"] = " ".join(configuration) or "(defaults)"
             runs.append(run)
     return runs
+
+
+def load_failures(directories: list[Path]) -> list[tuple[str, str]]:
+    """(overrides, error) of every job that failed (its failed.json)."""
+    return [
+        (" ".join(overrides(path.parent)) or "(defaults)", json.loads(path.read_text())["error"])
+        for directory in directories
+        for path in sorted(directory.rglob(FAILED))
+    ]
 
 
 def sweep_commands(directories: list[Path]) -> list[str]:
@@ -87,9 +104,12 @@ def table(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def markdown(rows: list[dict[str, str]]) -> str:
+def markdown(rows: list[dict[str, str]], failures: Sequence[tuple[str, str]] = ()) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    if failures:
+        lines += ["", f"Failed jobs ({len(failures)}):", "", "| overrides | error |", "| --- | --- |"]
+        lines += [f"| {job} | {error.replace('|', '/')} |" for job, error in failures]
     return "\n".join(lines) + "\n"
 
 
@@ -114,22 +134,23 @@ def main(argv: list[str] | None = None) -> None:
     missing = [d for d in args.directories if not d.is_dir()]
     if missing:
         parser.error(f"not a directory: {', '.join(map(str, missing))}")
-    runs = load_runs(args.directories)
-    if not runs:
+    runs, failures = load_runs(args.directories), load_failures(args.directories)
+    if not runs and not failures:
         parser.error(f"no results.json under {', '.join(map(str, args.directories))}")
     rows = table(runs)
+    page = markdown(rows, failures)
     out = args.out or args.directories[0]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows))
+    (out / "report.md").write_text(page)
     (out / "report.csv").write_text(csv_text(rows))
-    print(markdown(rows), end="")
+    print(page, end="")
     if args.write:
         sweeps = "\n".join(sweep_commands(args.directories))
         dirs = " ".join(map(str, args.directories))
         args.write.write_text(
             f"# {args.write.stem.title()}\n\n"
             f"Written by `python -m mnist_lab.report {dirs} --write {args.write}` from the runs of:\n\n"
-            f"```bash\n{sweeps}\n```\n\n{markdown(rows)}"
+            f"```bash\n{sweeps}\n```\n\n{page}"
         )
 
 

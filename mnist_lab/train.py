@@ -16,7 +16,9 @@ import hydra
 import lightning as L
 import torch
 import torchvision
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, StochasticWeightAveraging
@@ -30,6 +32,7 @@ from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.models import count_parameters
 from mnist_lab.module import Classifier
+from mnist_lab.run_dirs import record_failure
 
 log = logging.getLogger("mnist_lab")
 DDP_CONFIG = "MNIST_LAB_DDP_CONFIG"  # the resolved run config, handed to the DDP ranks Lightning starts
@@ -132,16 +135,30 @@ def resume_from(cfg: DictConfig) -> Path | None:
 
 @contextmanager
 def isolated_job() -> Iterator[None]:
-    """Leave no process group or launcher environment behind, so that the next job of a multirun can
-    start its own DDP processes (Lightning reads LOCAL_RANK and friends from os.environ)."""
-    environ = dict(os.environ)
+    """Leave the process as the job found it: no process group, the same environment variables (Lightning
+    reads LOCAL_RANK and friends from os.environ) and torch thread count, so that the next job of a sweep,
+    a study or a notebook starts afresh."""
+    environ, threads = dict(os.environ), torch.get_num_threads()
     try:
         yield
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(environ)
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update({key: value for key, value in environ.items() if os.environ.get(key) != value})
+        torch.set_num_threads(threads)
+
+
+def cpu_threads(local_processes: int) -> int:
+    """Torch threads for each process of a CPU run: torch's default, capped by the CPUs the process may
+    use (a SLURM task's allocation, else its affinity shared among the processes on this machine)."""
+    if os.environ.get("SLURM_CPUS_PER_TASK"):  # an allocation of its own for each task (rank)
+        cpus = int(os.environ["SLURM_CPUS_PER_TASK"])
+    else:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        cpus = len(affinity) // local_processes
+    return max(1, min(torch.get_num_threads(), cpus))
 
 
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
@@ -188,10 +205,9 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         # NVML anew (~40 µs, 3 % of an MLP step). A CPU run has no CUDA to protect; isolated_job()
         # restores the variable afterwards.
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+        torch.set_num_threads(cpu_threads(trainer.num_devices if trainer.world_size > 1 else 1))
     if trainer.world_size > 1:
         os.environ[DDP_CONFIG] = json.dumps(run_config)
-        if on_cpu:  # the cores are shared among the processes
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.num_devices))
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
     )
@@ -233,6 +249,14 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chance = 1 / len(datamodule.classes)
+    if results["test/acc"] < 1.5 * chance:
+        log.warning(
+            "test/acc %.4f is chance level (%.2f): the run did not learn; try another optimizer.lr (now %s)",
+            results["test/acc"],
+            chance,
+            cfg.optimizer.get("lr"),
+        )
     seconds = f"{results['seconds_per_epoch']:.2f}" if results["seconds_per_epoch"] else "n/a"
     log.info("test/acc %.4f · %s s/epoch · results in %s", results["test/acc"], seconds, output_dir)
     return results
@@ -240,19 +264,21 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    """Train one run. A run that fails ends the command with one error line; a failed job of a sweep
+    records the error in its directory and lets the sweep go on (run_dirs.RunDirGuard counts them)."""
     try:
-        output_dir = Path(cfg.paths.output_dir)
-        if (output_dir / "results.json").exists() or (output_dir / "checkpoints").exists():
-            raise ConfigError(
-                f"{output_dir} already holds a run; choose a new output dir (hydra.run.dir=...)"
-            )
         return train(cfg)["val/acc_best"]
-    except InstantiationException as err:  # a config value the target class rejects
-        sys.exit(f"error: {err.__cause__ or err}")
-    except (UserError, MisconfigurationException) as err:
-        sys.exit(f"error: {err}")
     except SIGTERMException:
         sys.exit("error: stopped by SIGTERM (the checkpoint it saved is named above)")
+    except InstantiationException as err:  # a config value the target class rejects
+        error = str(err.__cause__ or err)
+    except (UserError, MisconfigurationException) as err:
+        error = str(err)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        sys.exit(f"error: {error}")
+    record_failure(Path(cfg.paths.output_dir), error)
+    log.error("error: %s", error)
+    return None
 
 
 def ddp_rank_main(config: str) -> None:

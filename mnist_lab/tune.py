@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from mnist_lab.errors import UserError
 from mnist_lab.train import train
 
 log = logging.getLogger("mnist_lab.tune")
@@ -72,7 +73,9 @@ def search(search_cfg: DictConfig, base_overrides: list[str], output_dir: Path) 
         )
     remaining = search_cfg.n_trials - done
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=())
+        # a trial that fails (diverged, bad data, a setting that cannot work) is marked failed, and the
+        # study goes on with the next
+        study.optimize(objective, n_trials=remaining, catch=(UserError,))
     return study
 
 
@@ -88,6 +91,11 @@ def main(cfg: DictConfig) -> None:
         o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hparams_search")
     ]
     study = search(cfg.hparams_search, overrides, Path(cfg.paths.output_dir))
+    failed = sum(t.state == TrialState.FAIL for t in study.trials)
+    if not any(t.state == TrialState.COMPLETE for t in study.trials):
+        sys.exit(f"error: no trial of {study.study_name} completed ({failed} failed; see the log above)")
+    if failed:
+        log.warning("%d trials failed (see the log above); the best is taken from the others", failed)
     log.info("best val/acc %.4f in trial %d", study.best_value, study.best_trial.number)
     print(f"best: python -m mnist_lab {' '.join(overrides)} {best_overrides(study)}".replace("  ", " "))
 

@@ -1,0 +1,55 @@
+"""Run and sweep directories that never lose work.
+
+A directory that already holds a run or a sweep is refused before Hydra writes anything into it. In a
+sweep (`-m`) a job that fails records why in its own directory (failed.json) and the sweep goes on to
+the next job; when all have run, one line says how many failed and the command exits 1. RunDirGuard is
+a Hydra callback (`hydra.callbacks` in conf/config.yaml), so it also covers the launchers that run jobs
+elsewhere (submitit): it reads what the jobs left on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+FAILED = "failed.json"
+RUN_FILES = ("results.json", FAILED, "checkpoints", ".hydra")
+
+
+def record_failure(output_dir: Path, error: str) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / FAILED).write_text(json.dumps({"error": error}, indent=2) + "\n")
+
+
+class RunDirGuard(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        held = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if held:
+            sys.exit(
+                f"error: {run_dir} already holds a run ({', '.join(held)}); nothing in it was changed. "
+                "Choose a new directory (hydra.run.dir=...), or resume that run with ckpt_path=PATH."
+            )
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if (sweep_dir / "multirun.yaml").exists():
+            sys.exit(
+                f"error: {sweep_dir} already holds a sweep; nothing in it was changed. "
+                "Choose a new directory (hydra.sweep.dir=...)."
+            )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = [p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")]
+        failed = sorted(str(job.relative_to(sweep_dir)) for job in jobs if (job / FAILED).exists())
+        if failed:
+            sys.exit(
+                f"error: {len(failed)} of {len(jobs)} jobs failed: {'; '.join(failed)} "
+                f"(the {FAILED} in each job's directory under {sweep_dir} says why)"
+            )

@@ -1,0 +1,118 @@
+"""Runs, sweeps and data that never lose work, driven through the real command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from tests.conftest import run_cli
+
+SHORT = ["trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+
+
+def errors(done: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (done.stdout + done.stderr).splitlines() if "error:" in line]
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, real_data_root: Path) -> None:
+    sweep = tmp_path / "sweep"
+    command = ["-m", "optimizer=sgd", "optimizer.lr=1e6,0.01", *SHORT, "trainer.limit_train_batches=60"]
+    done = run_cli(tmp_path, real_data_root, *command, f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "error: 1 of 2 jobs failed" in errors(done)[-1]
+    (failed,) = sweep.glob("*/failed.json")
+    assert "optimizer.lr=1000000.0" in failed.parent.name
+    assert "Lower optimizer.lr (now 1000000.0)" in json.loads(failed.read_text())["error"]
+    (finished,) = sweep.glob("*/results.json")
+    assert "optimizer.lr=0.01" in finished.parent.name, "the job after the failed one ran"
+
+    report = subprocess.run(
+        [sys.executable, "-m", "mnist_lab.report", str(sweep)], capture_output=True, text=True
+    )
+    assert report.returncode == 0 and "Failed jobs (1):" in report.stdout and "diverged" in report.stdout
+
+    before = snapshot(sweep)
+    again = run_cli(tmp_path, real_data_root, "-m", "seed=0", f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 1 and "already holds a sweep" in errors(again)[0]
+    assert snapshot(sweep) == before, "nothing in the earlier sweep changed"
+
+
+def test_a_run_dir_that_holds_a_run_is_refused_before_anything_changes(
+    tmp_path: Path, real_data_root: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    first = run_cli(
+        tmp_path, real_data_root, *SHORT, "trainer.limit_train_batches=5", f"hydra.run.dir={run_dir}"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = snapshot(run_dir)
+    again = run_cli(tmp_path, real_data_root, "model=cnn", f"hydra.run.dir={run_dir}")
+    assert again.returncode == 1
+    (error,) = errors(again)
+    assert "already holds a run" in error and "nothing in it was changed" in error
+    assert snapshot(run_dir) == before
+
+
+def test_a_damaged_dataset_is_named_as_damaged_on_every_command(tmp_path: Path, tiny_root: Path) -> None:
+    images = tiny_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    size = images.stat().st_size
+    for command in (["mnist_lab", f"data.root={tiny_root}"], ["mnist_lab.data", str(tiny_root)]):
+        done = run_cli(tmp_path, tiny_root, *command[1:], tool=command[0])
+        assert done.returncode == 1, command
+        (error,) = errors(done)
+        assert "train-images-idx3-ubyte is truncated" in error and "could not be downloaded" not in error
+        assert "python -m mnist_lab.data" in error, "the fix is named"
+    assert images.stat().st_size == size, "the damaged file is left for the user to see"
+
+
+def test_a_diverging_run_stops_with_one_line_naming_the_learning_rate(
+    tmp_path: Path, real_data_root: Path
+) -> None:
+    done = run_cli(tmp_path, real_data_root, *SHORT, "optimizer.lr=1e9", "trainer.limit_train_batches=100")
+    assert done.returncode == 1
+    (error,) = errors(done)
+    assert "the run diverged" in error and "optimizer.lr (now 1000000000.0)" in error
+    assert "Traceback" not in done.stderr
+
+
+def test_a_run_that_ends_at_chance_level_says_so(tmp_path: Path, real_data_root: Path) -> None:
+    done = run_cli(
+        tmp_path,
+        real_data_root,
+        *SHORT,
+        "optimizer=sgd",
+        "optimizer.lr=1e-9",
+        "trainer.limit_train_batches=5",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (warning,) = [line for line in (done.stdout + done.stderr).splitlines() if "chance level" in line]
+    assert "optimizer.lr (now 1e-09)" in warning
+
+
+def test_threads_follow_the_cpus_and_are_restored_after_a_ddp_job(
+    tmp_path: Path, real_data_root: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    command = ["-m", "trainer=ddp_cpu,default", *SHORT, "trainer.limit_train_batches=5"]
+    done = run_cli(tmp_path, real_data_root, *command, f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    cpus, default = len(os.sched_getaffinity(0)), torch.get_num_threads()
+    devices = {
+        "trainer=ddp_cpu" in path.parent.name: json.loads(path.read_text())["device"]
+        for path in sweep.glob("*/results.json")
+    }
+    # the DDP job's 2 processes share the CPUs; the next job gets them all back
+    assert devices == {
+        True: f"cpu ({max(1, min(default, cpus // 2))} threads)",
+        False: f"cpu ({min(default, cpus)} threads)",
+    }
