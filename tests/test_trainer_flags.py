@@ -17,7 +17,8 @@ PROBE = [
     "+callbacks.probe._target_=tests.probe.Probe",
     "+callbacks.probe.path=${paths.output_dir}/probe.json",
 ]
-SHORT = ["trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+ONE_EVAL_BATCH = ["trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+SHORT = ["trainer.max_epochs=1", *ONE_EVAL_BATCH]
 
 
 @dataclass
@@ -82,8 +83,7 @@ def test_max_steps_ends_the_run_and_sizes_the_one_cycle_schedule(
         "trainer.max_epochs=-1",
         "trainer.max_steps=20",
         "scheduler=onecycle",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
+        *ONE_EVAL_BATCH,
     )
     assert run.results["steps"] == run.probe["train_batches"] == 20
     checkpoint = run.checkpoint()
@@ -189,8 +189,7 @@ def test_plateau_scheduler_lowers_the_learning_rate(tmp_path: Path, real_data_ro
         "trainer.log_every_n_steps=1",
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=5",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
+        *ONE_EVAL_BATCH,
     )
     lrs = [lr for _, lr in run.scalars()["lr-Adam"]]
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3 * 0.5**2)
@@ -206,8 +205,7 @@ def test_early_stopping_option_stops_the_run(tmp_path: Path, real_data_root: Pat
         "callbacks.early_stopping.min_delta=10",
         "trainer.max_epochs=10",
         "trainer.limit_train_batches=3",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
+        *ONE_EVAL_BATCH,
     )
     assert run.results["epochs"] == 2 and len(run.probe["val_batches"]) == 2
 
@@ -220,8 +218,7 @@ def test_swa_option_tests_the_average_of_the_last_epochs(tmp_path: Path, real_da
         "callbacks.swa.swa_epoch_start=3",  # Lightning counts it from 1: epochs 3 and 4 of 4
         "trainer.max_epochs=4",
         "trainer.limit_train_batches=5",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
+        *ONE_EVAL_BATCH,
     )
     assert run.results["tested"] == "averaged"
     averaged, last = run.checkpoint("averaged.ckpt"), run.checkpoint()
