@@ -1,5 +1,6 @@
 """Use what you trained: evaluate and resume from checkpoints, and the errors for bad ones."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,11 @@ def test_evaluate_reproduces_the_runs_test_accuracy(runs: dict, real_data_root: 
 
 
 def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
-    for name in ("older", "newer"):
+    # written newest first, and named so that neither order nor name picks the newest
+    for name, mtime in (("newer", 2_000_000_000), ("older", 1_000_000_000)):
         (tmp_path / "runs" / name / "checkpoints").mkdir(parents=True)
         (tmp_path / "runs" / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        os.utime(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", (mtime, mtime))
     assert checkpoints.find_last(tmp_path).parts[-3] == "newer"
     with pytest.raises(checkpoints.CheckpointError, match=r"no runs/\*/checkpoints/last\.ckpt"):
         checkpoints.find_last(tmp_path / "empty")

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_lab.data import load_split
 from mnist_lab.module import Classifier
 from mnist_lab.train import train
 from tests.conftest import compose_config, run_cli
@@ -54,10 +55,11 @@ def test_mlp_learns_mnist_in_one_epoch(tmp_path: Path, real_data_root: Path) -> 
     assert results["test/acc"] >= 0.95
     assert results["val/acc_best"] >= 0.95
 
-    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"  # one epoch: the best is the last
     assert torch.load(checkpoint, weights_only=True)["hyper_parameters"]["model"]["hidden"] == 512
-    restored = Classifier.load_from_checkpoint(checkpoint, weights_only=True)
-    x = torch.randn(4, 1, 28, 28)
-    trained = torch.load(checkpoint, weights_only=True)["state_dict"]
-    assert all(torch.equal(restored.state_dict()[k], v) for k, v in trained.items())
-    assert restored.eval()(x).shape == (4, 10)
+    restored = Classifier.load_from_checkpoint(checkpoint, weights_only=True).eval()
+    images, labels = load_split("mnist", str(real_data_root), train=False)
+    x = (images.unsqueeze(1).float() / 255 - 0.1307) / 0.3081
+    with torch.no_grad():
+        accuracy = (restored(x).argmax(1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(results["test/acc"], abs=1e-4), "the restored model scores as tested"
