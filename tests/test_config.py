@@ -110,3 +110,12 @@ def test_every_experiment_composes() -> None:
 def test_experiments_override_the_primary_config() -> None:
     assert compose_config("experiment=best_mnist").label_smoothing == 0.1
     assert compose_config("experiment=best_mnist", "label_smoothing=0.05").label_smoothing == 0.05
+
+
+def test_callback_options_extend_the_defaults_and_combine() -> None:
+    defaults = {"checkpoint", "lr_monitor", "progress_bar"}
+    assert set(compose_config("callbacks=early_stopping").callbacks) == defaults | {"early_stopping"}
+    assert set(compose_config("callbacks=[early_stopping,swa]").callbacks) == defaults | {
+        "early_stopping",
+        "swa",
+    }
