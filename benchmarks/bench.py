@@ -30,11 +30,9 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
-from torchvision import transforms
 
 from mnist_lab.callbacks import EpochTimer
-from mnist_lab.data import DATASETS, DeviceLoader, MNISTDataModule, ShardedBatches
+from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
 from mnist_lab.report import mean_std
 from mnist_lab.train import build_module, train, versions
 
@@ -62,7 +60,9 @@ class PlainLoop:
     def __init__(self, cfg: DictConfig, device: torch.device, baseline: bool) -> None:
         torch.manual_seed(cfg.seed)
         self.device = device
-        self.datamodule: MNISTDataModule = instantiate(cfg.data)
+        self.datamodule: MNISTDataModule = instantiate(
+            cfg.data, loader="torchvision" if baseline else "device"
+        )
         self.datamodule.setup()
         module = build_module(cfg).to(device)
         self.net = module.net.to(memory_format=torch.contiguous_format) if baseline else module
@@ -71,14 +71,8 @@ class PlainLoop:
             {k: v for k, v in cfg.optimizer.items() if k not in implementation}, params=self.net.parameters()
         )
         self.autocast = not baseline and cfg.trainer.precision == "bf16-mixed"
-        if baseline:  # as pytorch/examples' mnist writes it, on the same training images
-            dm = self.datamodule
-            transform = transforms.Compose(
-                [transforms.ToTensor(), transforms.Normalize((dm.mean,), (dm.std,))]
-            )
-            dataset = DATASETS[cfg.data.name].cls(cfg.data.root, train=True, transform=transform)
-            train_set = Subset(dataset, dm.indices["train"].tolist())
-            self.train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=True)
+        if baseline:  # data.loader=torchvision: as pytorch/examples' mnist writes it
+            self.train_loader = self.datamodule.train_dataloader()
         else:
             images, labels = self.datamodule.splits["train"]
             self.sampler = ShardedBatches(

@@ -19,8 +19,7 @@ import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
-from torchvision import datasets
-from torchvision.transforms import v2
+from torchvision import datasets, transforms
 
 from mnist_lab.errors import ConfigError, DataError
 
@@ -237,7 +236,7 @@ class RandomShift(torch.nn.Module):
     """Shift each image of a batch by its own random offset of up to `max_shift` pixels, and with `hflip`
     mirror half of them (clothes, not digits).
 
-    torchvision's v2 transforms draw one set of parameters per call, i.e. per batch; per-sample
+    torchvision's transforms draw one set of parameters per call, i.e. per batch; per-sample
     transforms of a whole batch take one affine grid and one grid_sample.
     """
 
@@ -334,15 +333,17 @@ class MNISTDataModule(L.LightningDataModule):
         return DeviceLoader(images, labels, sampler, self.mean, self.std, augment)
 
     def _torchvision_loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        """The classic path: PIL images, ToTensor and Normalize per sample, worker processes optional."""
-        steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([self.mean], [self.std])]
+        """The classic path, as pytorch/examples' mnist writes it: PIL images, ToTensor and Normalize per
+        sample, worker processes optional. (torchvision's v2 ToImage + ToDtype make the same tensors, to
+        float rounding, a third slower per sample.)"""
+        steps = [transforms.ToTensor(), transforms.Normalize((self.mean,), (self.std,))]
         if shuffle and self.hparams.augment:
-            steps.insert(1, v2.RandomAffine(degrees=0, translate=(2 / 28, 2 / 28)))
+            steps.insert(0, transforms.RandomAffine(degrees=0, translate=(2 / 28, 2 / 28)))
             if self.hparams.hflip:
-                steps.insert(1, v2.RandomHorizontalFlip())
+                steps.insert(0, transforms.RandomHorizontalFlip())
         index = self.indices.get(split)  # None for test, and for val when it is the test set
         cls = DATASETS[self.hparams.name].cls
-        dataset = cls(self.hparams.root, train=index is not None, transform=v2.Compose(steps))
+        dataset = cls(self.hparams.root, train=index is not None, transform=transforms.Compose(steps))
         if index is not None:
             dataset = Subset(dataset, index.tolist())
         return DataLoader(

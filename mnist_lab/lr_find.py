@@ -2,8 +2,8 @@
 
 The composed run trains for `lr_find.num_training` steps while the learning rate grows from `min_lr` to
 `max_lr` (Tuner.lr_find); the suggestion is where the loss falls fastest. It prints the override to use
-and saves the loss curve as lr_find.png in its output dir. The weights are restored afterwards, and
-nothing else is written.
+and saves the loss curve as lr_find.png in its output dir (beside Hydra's log and .hydra/); the range
+test's temporary checkpoint is removed.
 """
 
 from __future__ import annotations
