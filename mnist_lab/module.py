@@ -71,13 +71,12 @@ class Classifier(L.LightningModule):
         such a run learns nothing more, and only a lower learning rate helps."""
         if torch.isfinite(loss) and loss <= 10 * self.guessing_loss:
             return
-        checkpoint = self.trainer.checkpoint_callback
-        kept = checkpoint.last_model_path if checkpoint else ""
+        kept = [c.best_model_path for c in self.trainer.checkpoint_callbacks if c.best_model_path]
         raise TrainingDiverged(
             f"the training loss reached {loss.item():.4g} in epoch {self.current_epoch} "
             f"(step {self.global_step}; guessing scores {self.guessing_loss:.2f}): the run diverged. "
             f"Lower optimizer.lr (now {self.hparams.optimizer.get('lr')}). "
-            + (f"The last good checkpoint is {kept}." if kept else "No checkpoint was written before it.")
+            + (f"Kept from before it: {', '.join(kept)}." if kept else "No checkpoint was written before it.")
         )
 
     def _evaluate(self, batch: Batch, stage: str) -> None:
@@ -96,6 +95,8 @@ class Classifier(L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_train_epoch_end(self) -> None:
+        if not self.train_loss.update_called:  # resumed from a checkpoint saved after the epoch's last batch
+            return
         self._check_divergence(self.train_loss.compute())  # cached: logged below without recomputing
         self.log("train/loss", self.train_loss)
         self.log("train/acc", self.train_acc)

@@ -9,6 +9,7 @@ import platform
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ def resume_from(cfg: DictConfig) -> Path | None:
         return None
     path = checkpoints.find_last(cfg.paths.output_root) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
     checkpoints.check_compatible(checkpoints.load(path), cfg.data.name, cfg.model._target_, path)
-    log.info("resuming from %s", path)
+    log.info("resuming from %s (this run writes to its own directory)", path)
     return path
 
 
@@ -187,17 +188,15 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     results.json holds."""
     check_config(cfg)
     ckpt_path = resume_from(cfg)
-    if ckpt_path and cfg.get("callbacks", {}).get("checkpoint"):
-        # A resumed run continues the checkpoints of the run it resumes, so that ModelCheckpoint keeps
-        # its best score (Lightning restores it only for the same directory).
-        cfg.callbacks.checkpoint.dirpath = str(ckpt_path.parent)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     timer = EpochTimer()
     run_config = plain(cfg)
-    trainer = build_trainer(cfg, [timer, checkpoints.RunState(run_config), *callbacks])
+    trainer = build_trainer(
+        cfg, [timer, checkpoints.RunRecord(run_config), checkpoints.SaveOnInterrupt(), *callbacks]
+    )
     on_cpu = trainer.strategy.root_device.type == "cpu"
     if on_cpu:
         # Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork-safe CUDA checks), and torch's Adam and
@@ -206,8 +205,12 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         # restores the variable afterwards.
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
         torch.set_num_threads(cpu_threads(trainer.num_devices if trainer.world_size > 1 else 1))
+        # Lightning's DDP launch sets torch's threads again (the affinity over the local processes, all
+        # CPUs of a SLURM node without CPU binding) unless OMP_NUM_THREADS is set: keep the allocation's.
+        os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
     if trainer.world_size > 1:
         os.environ[DDP_CONFIG] = json.dumps(run_config)
+        share_with_torchrun_ranks(run_config)
     log.info(
         "device %s · torch %s threads · output %s", device_name(trainer), torch.get_num_threads(), output_dir
     )
@@ -240,6 +243,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         "device": device_name(trainer),
         "versions": versions(),
         "output_dir": str(output_dir),
+        "resumed_from": str(ckpt_path.resolve()) if ckpt_path else None,
     }
     for logger in trainer.loggers:  # TensorBoard's HParams tab: this run's settings beside its results
         logger.log_hyperparams(
@@ -281,15 +285,37 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return None
 
 
+def torchrun_store() -> torch.distributed.TCPStore | None:
+    """The key-value store torchrun's agent keeps for its workers; None outside a multi-process torchrun.
+
+    torchrun starts every rank with our command line at once, so each would have Hydra pick its own run
+    dir; rank 0 puts its resolved config here instead and the other ranks train it (ddp_rank_main).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(os.environ.get("WORLD_SIZE", 1)) < 2:
+        return None
+    return torch.distributed.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timedelta(hours=1)
+    )
+
+
+def torchrun_key() -> str:
+    return f"mnist_lab/run_config/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}"
+
+
+def share_with_torchrun_ranks(run_config: dict[str, Any]) -> None:
+    if os.environ.get("RANK") == "0" and (store := torchrun_store()) is not None:
+        store.set(torchrun_key(), json.dumps(run_config))
+
+
 def ddp_rank_main(config: str) -> None:
-    """A DDP rank that Lightning's launcher started by re-running our command line.
+    """A DDP rank that Lightning's launcher (or torchrun) started by re-running our command line.
 
     Under `-m` that command line is the whole sweep, and Hydra would pick a new output dir, so the rank
-    ignores it and trains the exact resolved config of the job that started it (passed in DDP_CONFIG),
-    logging to train_rank<N>.log in that job's directory.
+    ignores it and trains the exact resolved config of the job that started it (passed in DDP_CONFIG, or
+    torchrun's store), logging to train_rank<N>.log in that job's directory.
     """
     cfg = OmegaConf.create(json.loads(config))
-    rank = os.environ.get("LOCAL_RANK", "?")
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK", "?")
     handler = logging.FileHandler(Path(cfg.paths.output_dir) / f"train_rank{rank}.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()])
@@ -301,5 +327,7 @@ def main() -> None:
     config = os.environ.get(DDP_CONFIG)
     if config and os.environ.get("LOCAL_RANK", "0") != "0":
         ddp_rank_main(config)
+    elif os.environ.get("RANK", "0") != "0" and (store := torchrun_store()) is not None:
+        ddp_rank_main(store.get(torchrun_key()).decode())
     else:
         hydra_main()

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mnist_lab.errors import UserError
+from mnist_lab.run_dirs import record_failure
 from mnist_lab.train import train
 
 log = logging.getLogger("mnist_lab.tune")
@@ -63,7 +64,13 @@ def search(search_cfg: DictConfig, base_overrides: list[str], output_dir: Path) 
         overrides = [f"{name}={suggest(trial, name, spec)}" for name, spec in params.items()]
         trial_dir = output_dir / f"trial_{trial.number}"
         cfg = compose("config", [*base_overrides, *overrides, f"paths.output_dir={trial_dir}"])
-        results = train(cfg, [PyTorchLightningPruningCallback(trial, monitor="val/acc")])
+        try:
+            results = train(cfg, [PyTorchLightningPruningCallback(trial, monitor="val/acc")])
+        except UserError as err:  # diverged, bad data, a setting that cannot work: the study goes on
+            record_failure(trial_dir, str(err))
+            trial.set_user_attr("error", str(err))
+            log.error("trial %d failed: %s", trial.number, err)
+            return float("nan")  # Optuna marks the trial failed
         return results["val/acc_best"]
 
     done = sum(t.state in FINISHED for t in study.trials)
@@ -73,9 +80,7 @@ def search(search_cfg: DictConfig, base_overrides: list[str], output_dir: Path) 
         )
     remaining = search_cfg.n_trials - done
     if remaining > 0:
-        # a trial that fails (diverged, bad data, a setting that cannot work) is marked failed, and the
-        # study goes on with the next
-        study.optimize(objective, n_trials=remaining, catch=(UserError,))
+        study.optimize(objective, n_trials=remaining)
     return study
 
 
@@ -95,7 +100,7 @@ def main(cfg: DictConfig) -> None:
     if not any(t.state == TrialState.COMPLETE for t in study.trials):
         sys.exit(f"error: no trial of {study.study_name} completed ({failed} failed; see the log above)")
     if failed:
-        log.warning("%d trials failed (see the log above); the best is taken from the others", failed)
+        log.warning("%d trials failed (failed.json in their directories); the best is of the others", failed)
     log.info("best val/acc %.4f in trial %d", study.best_value, study.best_trial.number)
     print(f"best: python -m mnist_lab {' '.join(overrides)} {best_overrides(study)}".replace("  ", " "))
 

@@ -1,62 +1,137 @@
-"""Use what you trained: evaluate and resume from checkpoints, and the errors for bad ones."""
+"""Use what you trained, through the commands: evaluate, resume (a path or `last`), SIGTERM, and the
+errors for bad checkpoints."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_lab import checkpoints
-from mnist_lab.errors import ConfigError
-from mnist_lab.evaluate import evaluate
-from mnist_lab.train import train
-from tests.conftest import compose_config
+from tests.conftest import REPO, run_cli
+
+RUNS = ("straight", "stopped", "resumed")
+SHORT = ("trainer.limit_train_batches=8", "trainer.limit_val_batches=2", "logger=none", "seed=3")
 
 
-def run(real_data_root: Path, output_dir: Path, *overrides: str) -> dict:
-    cfg = compose_config(
-        f"data.root={real_data_root}",
-        "trainer.limit_train_batches=8",
-        "trainer.limit_val_batches=2",
-        "logger=none",
-        "seed=3",
-        f"paths.output_dir={output_dir}",
-        *overrides,
-    )
-    return train(cfg)
+def train(tmp_path: Path, root: Path, run_dir: Path | None, *overrides: str) -> dict:
+    where = [f"hydra.run.dir={run_dir}"] if run_dir else []
+    done = run_cli(tmp_path, root, *SHORT, *where, *overrides)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(Path(done.stdout.split("results in ")[-1].split()[0], "results.json").read_text())
+
+
+def files(run_dir: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*")}
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
 @pytest.fixture(scope="module")
-def runs(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, Path]]:
-    root = tmp_path_factory.mktemp("runs")
-    straight = run(real_data_root, root / "straight", "trainer.max_epochs=3")
-    stopped = run(real_data_root, root / "stopped", "trainer.max_epochs=2")  # as if killed after epoch 2
-    resumed = run(
-        real_data_root,
-        root / "resumed",
-        "trainer.max_epochs=3",
-        f"ckpt_path={root / 'stopped/checkpoints/last.ckpt'}",
-    )
+def runs(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """A 3-epoch run, a 2-epoch run (as if killed after epoch 2, in the default runs/ dir) and the
+    2-epoch run resumed by `ckpt_path=last` to 3 epochs. Their best.ckpt is the epoch with the lowest
+    val/acc, the first one: a best epoch from before the resume that the resumed run must keep."""
+    tmp = tmp_path_factory.mktemp("runs")
+    worst = "callbacks.checkpoint.mode=min"
+    straight = train(tmp, real_data_root, tmp / "straight", "trainer.max_epochs=3", worst)
+    stopped = train(tmp, real_data_root, None, "trainer.max_epochs=2", worst)
+    before = files(Path(stopped["output_dir"]))
+    resumed = train(tmp, real_data_root, tmp / "resumed", "trainer.max_epochs=3", "ckpt_path=last", worst)
     return {
-        "straight": (straight, root / "straight"),
-        "stopped": (stopped, root / "stopped"),
-        "resumed": (resumed, root / "resumed"),
+        "straight": straight,
+        "stopped": stopped,
+        "resumed": resumed,
+        "stopped_files": (before, files(Path(stopped["output_dir"]))),
     }
 
 
-def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(runs: dict) -> None:
-    straight, resumed = runs["straight"][0], runs["resumed"][0]
-    assert resumed["epochs"] == straight["epochs"] == 3
-    assert (resumed["test/acc"], resumed["test/loss"]) == (straight["test/acc"], straight["test/loss"])
-    assert runs["stopped"][0]["test/loss"] != straight["test/loss"], (
-        "the resumed run must have trained further"
+def test_resume_by_last_continues_in_a_new_run_dir_and_ends_where_a_straight_run_does(runs: dict) -> None:
+    straight, stopped, resumed = runs["straight"], runs["stopped"], runs["resumed"]
+    assert resumed["resumed_from"] == str(Path(stopped["output_dir"], "checkpoints", "last.ckpt").resolve())
+    assert resumed["epochs"] == straight["epochs"] == 3 and resumed["steps"] == straight["steps"] == 24
+    last = {name: weights(Path(runs[name]["output_dir"], "checkpoints", "last.ckpt")) for name in RUNS}
+    assert same(last["resumed"], last["straight"]) and not same(last["stopped"], last["straight"])
+    before, after = runs["stopped_files"]
+    assert after == before, "the resumed run changed the run it resumed"
+
+
+def test_resumed_run_keeps_the_best_checkpoint_of_the_whole_training(runs: dict) -> None:
+    straight = torch.load(Path(runs["straight"]["output_dir"], "checkpoints", "best.ckpt"), weights_only=True)
+    resumed = torch.load(Path(runs["resumed"]["output_dir"], "checkpoints", "best.ckpt"), weights_only=True)
+    assert straight["epoch"] < 2, "the best epoch must come before the resume for this test to mean anything"
+    assert resumed["epoch"] == straight["epoch"]
+    assert same(resumed["state_dict"], straight["state_dict"])
+    assert (runs["resumed"]["test/acc"], runs["resumed"]["test/loss"]) == (
+        runs["straight"]["test/acc"],
+        runs["straight"]["test/loss"],
     )
 
 
-def test_evaluate_reproduces_the_runs_test_accuracy(runs: dict, real_data_root: Path) -> None:
-    results, run_dir = runs["straight"]
-    evaluated = evaluate(run_dir / "checkpoints" / "best.ckpt", str(real_data_root), accelerator="cpu")
-    assert (evaluated["test/acc"], evaluated["test/loss"]) == (results["test/acc"], results["test/loss"])
-    assert evaluated["model"] == "mlp" and evaluated["dataset"] == "mnist"
+def test_evaluate_command_reproduces_the_runs_test_accuracy(
+    runs: dict, real_data_root: Path, tmp_path: Path
+) -> None:
+    run = runs["straight"]
+    best = Path(run["output_dir"], "checkpoints", "best.ckpt")
+    done = run_cli(tmp_path, real_data_root, f"ckpt_path={best}", tool="mnist_lab.evaluate")
+    assert done.returncode == 0, done.stderr
+    assert f"test/acc {run['test/acc']:.4f} · test/loss {run['test/loss']:.4f}" in done.stdout
+    (written,) = (tmp_path / "out" / "evaluate").glob("*/results.json")
+    evaluated = json.loads(written.read_text())
+    assert (evaluated["test/acc"], evaluated["test/loss"]) == (run["test/acc"], run["test/loss"])
+    assert evaluated["model"] == "mlp" and evaluated["device"].startswith("cpu")
+
+
+def test_validating_on_the_test_set_tests_the_last_weights(real_data_root: Path, tmp_path: Path) -> None:
+    run = train(tmp_path, real_data_root, tmp_path / "run", "data.val_size=0", "trainer.max_epochs=2")
+    assert run["tested"] == "last"
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    done = run_cli(tmp_path, real_data_root, f"ckpt_path={last}", tool="mnist_lab.evaluate")
+    assert f"test/acc {run['test/acc']:.4f} · test/loss {run['test/loss']:.4f}" in done.stdout, done.stderr
+
+
+def test_sigterm_saves_interrupted_ckpt_that_resumes(real_data_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "MNIST_LAB_DATA_DIR": str(real_data_root), "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_lab",
+        *SHORT,
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_epochs=1000",
+    ]
+    with open(tmp_path / "output.txt", "w") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    output = (tmp_path / "output.txt").read_text()
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    assert process.returncode == 1 and "error: stopped by SIGTERM" in output, output[-2000:]
+    assert f"interrupted: saved {interrupted}" in output
+    epochs = checkpoints.load(interrupted)["epoch"]
+    resumed = train(
+        tmp_path,
+        real_data_root,
+        tmp_path / "resumed",
+        f"ckpt_path={interrupted}",
+        f"trainer.max_epochs={epochs + 2}",
+    )
+    assert resumed["epochs"] == epochs + 2 and resumed["resumed_from"] == str(interrupted.resolve())
 
 
 def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
@@ -70,20 +145,22 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
         checkpoints.find_last(tmp_path / "empty")
 
 
-def test_truncated_checkpoint_is_a_clear_error(runs: dict, tmp_path: Path) -> None:
-    good = runs["straight"][1] / "checkpoints" / "last.ckpt"
-    bad = tmp_path / "last.ckpt"
-    bad.write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(checkpoints.CheckpointError, match=r"not a readable checkpoint.*truncated or corrupt"):
-        checkpoints.load(bad)
-    (tmp_path / "notes.ckpt").write_text("hello")
-    with pytest.raises(checkpoints.CheckpointError, match="not a readable checkpoint"):
-        checkpoints.load(tmp_path / "notes.ckpt")
-
-
-def test_resuming_with_another_model_is_a_clear_error(
-    runs: dict, real_data_root: Path, tmp_path: Path
-) -> None:
-    last = runs["straight"][1] / "checkpoints" / "last.ckpt"
-    with pytest.raises(ConfigError, match=r"was trained on data=mnist with mnist_lab\.models\.MLP.*CNN"):
-        run(real_data_root, tmp_path, "model=cnn", f"ckpt_path={last}")
+def test_bad_checkpoints_are_one_clear_error_line(runs: dict, real_data_root: Path, tmp_path: Path) -> None:
+    last = Path(runs["straight"]["output_dir"], "checkpoints", "last.ckpt")
+    truncated = tmp_path / "last.ckpt"
+    truncated.write_bytes(last.read_bytes()[:5000])
+    cases = {
+        ("mnist_lab.evaluate", f"ckpt_path={truncated}"): "not a readable checkpoint",
+        ("mnist_lab", f"ckpt_path={truncated}"): "truncated or corrupt",
+        (
+            "mnist_lab",
+            f"ckpt_path={last}",
+            "model=cnn",
+        ): "was trained on data=mnist with mnist_lab.models.MLP",
+        ("mnist_lab", f"ckpt_path={tmp_path / 'none.ckpt'}"): "no checkpoint at",
+    }
+    for (tool, *overrides), expected in cases.items():
+        done = run_cli(tmp_path, real_data_root, *overrides, tool=tool)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 1 and len(errors) == 1 and expected in errors[0], done.stderr[-2000:]
+        assert "Traceback" not in done.stderr

@@ -113,7 +113,7 @@ def test_experiments_override_the_primary_config() -> None:
 
 
 def test_callback_options_extend_the_defaults_and_combine() -> None:
-    defaults = {"checkpoint", "lr_monitor", "progress_bar"}
+    defaults = {"checkpoint", "last_checkpoint", "lr_monitor", "progress_bar"}
     assert set(compose_config("callbacks=early_stopping").callbacks) == defaults | {"early_stopping"}
     assert set(compose_config("callbacks=[early_stopping,swa]").callbacks) == defaults | {
         "early_stopping",

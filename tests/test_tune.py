@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_module
 from optuna.trial import TrialState
 
 from mnist_lab import tune
+from tests.conftest import run_cli
 
 
 def search_config(tmp_path: Path, n_trials: int):
@@ -53,3 +54,31 @@ def test_interrupted_search_resumes_to_the_requested_trial_count(
     assert (tmp_path / "run2" / f"trial_{study.best_trial.number}" / "results.json").exists() or (
         tmp_path / "run1" / f"trial_{study.best_trial.number}" / "results.json"
     ).exists()
+
+
+def test_a_failed_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, real_data_root: Path) -> None:
+    """Through the command: one learning rate of the search space diverges, the other trains."""
+    done = run_cli(
+        tmp_path,
+        real_data_root,
+        "hparams_search=mlp_optuna",
+        "hparams_search.n_trials=3",
+        "~hparams_search.params",
+        "+hparams_search.params={optimizer.lr:{type:categorical,choices:[1000000.0,0.001]}}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=8",
+        "trainer.limit_val_batches=2",
+        "logger=none",
+        tool="mnist_lab.tune",
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    study = optuna.load_study(study_name="mlp_optuna", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and len(failed) < 3 and len(study.trials) == 3
+    assert all(t.params["optimizer.lr"] == 1e6 for t in failed)
+    assert f"{len(failed)} trials failed" in output and "best: python -m mnist_lab" in output
+    assert "optimizer.lr=0.001" in output.split("best: ")[-1]
+    (record,) = (tmp_path / "out" / "runs").glob(f"*/trial_{failed[0].number}/failed.json")
+    assert "Lower optimizer.lr (now 1000000.0)" in record.read_text()
+    assert "Traceback" not in output
