@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/MNIST/raw),)
 export MNIST_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install data train test lint format bench report tensorboard clean
+.PHONY: install data train test lint format bench report tensorboard screenshots clean
 
 install: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: install
-	$(BIN)/python -m mnist_lab.data
+	$(BIN)/python -m mnist_lab.datasets
 
 train: data
 	$(BIN)/python -m mnist_lab $(ARGS)
@@ -42,10 +42,15 @@ bench: data
 	$(BIN)/python benchmarks/step_overhead.py --write BENCHMARKS.md
 
 report: install
-	$(BIN)/python -m mnist_lab.report $(SWEEP)
+	$(BIN)/python -m mnist_lab.report runs=$(SWEEP)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir $${MNIST_LAB_OUTPUT_DIR:-outputs} --host 127.0.0.1
+
+# PNGs of TensorBoard's views (outputs/screenshots/) and the README's pictures (docs/) from a fresh
+# two-run sweep; needs Chromium (Debian: apt-get install chromium)
+screenshots: data
+	$(BIN)/python scripts/screenshots.py --pictures docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,142 +1,22 @@
-"""MNIST and Fashion-MNIST as one LightningDataModule.
+"""MNIST and Fashion-MNIST as one LightningDataModule, and the loaders that feed it to the model.
 
-torchvision downloads (mirrors, md5) and parses the IDX files; after that every split is one uint8
-tensor. The default loader keeps those tensors on the training device and gathers batches by index,
-so an epoch costs a permutation and a few tensor ops per batch instead of a PIL round trip per sample.
+Every split is one uint8 tensor (mnist_lab.datasets reads it). The default loader keeps those tensors
+on the training device and gathers batches by index, so an epoch costs a permutation and a few tensor
+ops per batch instead of a PIL round trip per sample.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import struct
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
+from torchvision import transforms
 
-from mnist_lab.errors import ConfigError, DataError
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    cls: type[datasets.MNIST]
-    mean: float
-    std: float
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.cls.classes)
-
-
-DATASETS = {
-    "mnist": DatasetInfo(datasets.MNIST, mean=0.1307, std=0.3081),
-    "fashion_mnist": DatasetInfo(datasets.FashionMNIST, mean=0.2860, std=0.3530),
-}
-
-
-class DataNotFoundError(DataError):
-    """The dataset is neither on disk nor downloadable; the message says where we looked and what to do."""
-
-
-POINT_AT_A_COPY = (
-    "Point at a local copy with MNIST_LAB_DATA_DIR=/path/to/data or data.root=/path/to/data "
-    "(the folder that holds MNIST/raw and FashionMNIST/raw)."
-)
-
-
-def raw_folder(name: str, root: str) -> Path:
-    return Path(root).resolve() / DATASETS[name].cls.__name__ / "raw"
-
-
-def _not_found(name: str, root: str, reason: str) -> DataNotFoundError:
-    return DataNotFoundError(
-        f"{name} is not in {raw_folder(name, root)} and could not be downloaded ({reason}). {POINT_AT_A_COPY}"
-    )
-
-
-def check_idx(path: Path, item_shape: tuple[int, ...]) -> int:
-    """Check an IDX file's magic number, dimensions and length before parsing it; return its item count.
-
-    torchvision's parser fails on a bad file with an assertion or a reshape error that does not name
-    the file; this says which file is wrong and how.
-    """
-    ndim = 1 + len(item_shape)
-    replace = (
-        f"Replace {path.name} with a good copy (delete it and run `python -m mnist_lab.data` to download it)."
-    )
-    try:
-        with path.open("rb") as f:
-            header = f.read(4 + 4 * ndim)
-        size = path.stat().st_size
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror}. Check its permissions.") from None
-    if len(header) < 4 + 4 * ndim or header[:3] != b"\x00\x00\x08" or header[3] != ndim:
-        raise DataError(
-            f"{path} is not an IDX file of {ndim}-dimensional uint8 data (magic number {header[:4].hex()}, "
-            f"expected 0000080{ndim}). {replace}"
-        )
-    count, *dims = struct.unpack(f">{ndim}I", header[4:])
-    if tuple(dims) != item_shape:
-        raise DataError(f"{path} holds items of shape {tuple(dims)}, expected {item_shape}. {replace}")
-    expected = 4 + 4 * ndim + count * math.prod(item_shape)
-    if size != expected:
-        state = "truncated" if size < expected else "longer than its header says"
-        raise DataError(f"{path} is {state}: {size:,} bytes, expected {expected:,}. {replace}")
-    return count
-
-
-def split_files(name: str, root: str, train: bool) -> tuple[Path, Path]:
-    prefix = "train" if train else "t10k"
-    folder = raw_folder(name, root)
-    return folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"
-
-
-def check_split(name: str, root: str, train: bool) -> None:
-    """Both IDX files of a split are there, sound, and of one length: checked before any parser runs."""
-    images, labels = split_files(name, root, train)
-    missing = [p.name for p in (images, labels) if not p.exists()]
-    if missing:
-        raise DataNotFoundError(
-            f"{name}: {', '.join(missing)} not found in {images.parent}. {POINT_AT_A_COPY}"
-        )
-    n_images, n_labels = check_idx(images, (28, 28)), check_idx(labels, ())
-    if n_images != n_labels:
-        raise DataError(
-            f"{images.parent}: {images.name} has {n_images:,} images but {labels.name} {n_labels:,} labels; "
-            "the two files come from different or damaged downloads. Replace both with good copies."
-        )
-
-
-def download(name: str, root: str) -> None:
-    """Fetch the four IDX files of `name` into `root`, unless all are there; those are checked instead."""
-    if all(p.exists() for train in (True, False) for p in split_files(name, root, train)):
-        for train in (True, False):
-            check_split(name, root, train)
-        return
-    try:
-        DATASETS[name].cls(root, train=True, download=True)
-    except (RuntimeError, OSError) as err:
-        reason = str(err).splitlines()[-1].strip() or type(err).__name__
-        raise _not_found(name, root, reason) from None
-
-
-def load_split(name: str, root: str, train: bool) -> tuple[Tensor, Tensor]:
-    """Images as uint8 [N, 28, 28] and labels as int64 [N], read from disk without downloading."""
-    check_split(name, root, train)
-    ds = DATASETS[name].cls(root, train=train, download=False)
-    if ds.targets.min() < 0 or ds.targets.max() >= len(ds.classes):
-        raise DataError(
-            f"{split_files(name, root, train)[1]} holds labels outside 0..{len(ds.classes) - 1}. "
-            "Replace it with a good copy."
-        )
-    return ds.data, ds.targets
+from mnist_lab.datasets import DATASETS, download, load_split
+from mnist_lab.errors import ConfigError
 
 
 class ShardedBatches:
@@ -284,7 +164,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         info = DATASETS[name]
         self.classes = info.classes
-        self.mean, self.std = (info.mean, info.std) if normalize else (0.0, 1.0)
+        self.mean, self.std = info.normalization(normalize)
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.indices: dict[str, Tensor] = {}  # rows of the official train set used for train and val
 
@@ -363,18 +243,3 @@ class MNISTDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DeviceLoader | DataLoader:
         return self._loader("test", self.hparams.eval_batch_size, shuffle=False)
-
-
-def _main() -> None:
-    """`python -m mnist_lab.data [ROOT]`: download both datasets (a no-op where they are present)."""
-    root = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("MNIST_LAB_DATA_DIR", "data")
-    for name in DATASETS:
-        try:
-            download(name, root)
-        except DataError as err:
-            sys.exit(f"error: {err}")
-        print(f"{name}: ready in {Path(root).resolve()}")
-
-
-if __name__ == "__main__":
-    _main()

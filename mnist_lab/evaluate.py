@@ -1,10 +1,10 @@
-"""`python -m mnist_lab.evaluate ckpt_path=PATH`: a checkpoint's test metrics, printed and in results.json."""
+"""`python -m mnist_lab.evaluate ckpt_path=CKPT`: a checkpoint's test metrics, printed and in results.json,
+so that a number in a table can be checked against the weights that made it."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +14,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab import checkpoints
-from mnist_lab.errors import UserError
+from mnist_lab.errors import one_line_errors
 from mnist_lab.models import count_parameters
 from mnist_lab.module import Classifier
 from mnist_lab.train import device_name, versions
 
 log = logging.getLogger("mnist_lab")
-
-
-def restore(checkpoint: dict[str, Any]) -> Classifier:
-    """The trained LightningModule, rebuilt from the checkpoint's hyperparameters and weights."""
-    module = Classifier(**checkpoint["hyper_parameters"])
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.eval()
 
 
 def evaluate(
@@ -36,7 +29,8 @@ def evaluate(
     run = OmegaConf.create(checkpoint["config"])
     if data_root:
         run.data.root = data_root
-    module = restore(checkpoint)
+    module = Classifier(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -62,10 +56,8 @@ def evaluate(
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        results = evaluate(cfg.ckpt_path, cfg.data_root, cfg.accelerator)
-    except UserError as err:
-        sys.exit(f"error: {err}")
+    with one_line_errors():
+        results = evaluate(cfg.ckpt_path, cfg.data.root, cfg.accelerator)
     output_dir = Path(cfg.paths.output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(

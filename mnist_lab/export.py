@@ -1,4 +1,4 @@
-"""`python -m mnist_lab.export CKPT [--format onnx|pt2] [--out FILE]`: a trained network for other runtimes.
+"""`python -m mnist_lab.export ckpt_path=CKPT [format=onnx|pt2]`: a trained network for other runtimes.
 
 The exported graph takes normalized [N, 1, 28, 28] float32 images (any N) and returns logits. After
 writing it, the export runs the same test images through PyTorch and through the exported file
@@ -7,31 +7,35 @@ writing it, the export runs the same test images through PyTorch and through the
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
+import hydra
 import torch
-from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from mnist_lab import checkpoints
-from mnist_lab.errors import UserError
-from mnist_lab.evaluate import restore
+from mnist_lab.datasets import DATASETS, load_split
+from mnist_lab.errors import ConfigError, UserError, one_line_errors
 
-FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
+FORMATS = ("onnx", "pt2")
 
 
-def sample_images(checkpoint: dict, count: int, data_root: str | None) -> torch.Tensor:
+def sample_images(checkpoint: dict, count: int, data_root: str) -> torch.Tensor:
     """The first test images of the checkpoint's dataset, normalized as in training."""
-    datamodule = instantiate(checkpoint["config"]["data"], **({"root": data_root} if data_root else {}))
-    datamodule.setup()
-    return next(iter(datamodule.test_dataloader()))[0][:count]
+    data = checkpoint["config"]["data"]
+    images, _ = load_split(data["name"], data_root, train=False)
+    mean, std = DATASETS[data["name"]].normalization(data["normalize"])
+    return ((images[:count, None].float() / 255 - mean) / std).contiguous()
 
 
-def export(ckpt_path: Path, fmt: str, out: Path, data_root: str | None = None, count: int = 256) -> float:
+def export(ckpt_path: Path, fmt: str, out: Path, data_root: str, count: int = 256) -> float:
     """Write the network to `out`; return the max abs logit difference from PyTorch on test images."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt}: choose one of {', '.join(FORMATS)}")
+    if out.exists():
+        raise UserError(f"{out} exists; choose another output=FILE (nothing is overwritten)")
     checkpoint = checkpoints.load(ckpt_path)
-    net = restore(checkpoint).net.float().to(memory_format=torch.contiguous_format)
+    net = checkpoints.network(checkpoint).float()
     images = sample_images(checkpoint, count, data_root)
     with torch.no_grad():
         expected = net(images)
@@ -52,23 +56,12 @@ def export(ckpt_path: Path, fmt: str, out: Path, data_root: str | None = None, c
     return (actual - expected).abs().max().item()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--format", choices=sorted(FORMATS), default="onnx")
-    parser.add_argument("--out", type=Path, help="default: the checkpoint's path with the format's suffix")
-    parser.add_argument(
-        "--data-root", help="where the test images for the parity check live (default: the run's)"
-    )
-    args = parser.parse_args(argv)
-    out = args.out or args.checkpoint.with_suffix(FORMATS[args.format])
-    if out.exists():
-        sys.exit(f"error: {out} exists; choose another --out (nothing is overwritten)")
-    try:
-        difference = export(args.checkpoint, args.format, out, args.data_root)
-    except UserError as err:
-        sys.exit(f"error: {err}")
-    print(f"wrote {out} · parity on 256 test images: max |logit difference| = {difference:.2e}")
+@hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    out = Path(cfg.output or Path(cfg.paths.output_dir) / f"model.{cfg.format}")
+    with one_line_errors():
+        difference = export(Path(cfg.ckpt_path), cfg.format, out, cfg.data.root, cfg.samples)
+    print(f"wrote {out} · parity on {cfg.samples} test images: max |logit difference| = {difference:.2e}")
 
 
 if __name__ == "__main__":

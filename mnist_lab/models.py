@@ -1,10 +1,11 @@
-"""The two networks of the Keras examples the project grew from, as plain nn.Modules.
+"""The networks as plain nn.Modules: the two of the Keras examples the project grew from, and its own.
 
-Both end in logits: the softmax lives in the loss. Keras initialises Dense and Conv2D kernels with
+All end in logits: the softmax lives in the loss. Keras initialises Dense and Conv2D kernels with
 Glorot-uniform and biases with zeros; doing the same here is what makes the seed's numbers reproduce.
+Penultimate reads the features a network has learned (viz, the TensorBoard projector).
 """
 
-from torch import nn
+from torch import Tensor, nn
 
 
 def keras_init(module: nn.Module) -> None:
@@ -80,3 +81,19 @@ class ConvNet(nn.Sequential):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class Penultimate:
+    """Records, on every forward pass of a network, what its last layer sees (the learned features, what
+    viz maps and TensorBoard's projector shows) and what it returns (the logits)."""
+
+    def __init__(self, net: nn.Sequential) -> None:
+        self.features: Tensor | None = None
+        self.logits: Tensor | None = None
+        self._handle = net[-1].register_forward_hook(self._record)
+
+    def _record(self, layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        self.features, self.logits = inputs[0].detach().flatten(1), output.detach()
+
+    def remove(self) -> None:
+        self._handle.remove()

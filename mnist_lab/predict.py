@@ -1,4 +1,4 @@
-"""`python -m mnist_lab.predict CKPT PATH... [--json] [--top K]`: classify image files with a checkpoint.
+"""`python -m mnist_lab.predict ckpt_path=CKPT images=PATH`: classify image files with a checkpoint.
 
 Real pictures are dark ink on light paper at any size, MNIST is light ink on black, 20×20 inside 28×28,
 centred by mass. Each image goes through the same steps MNIST's authors used before it meets the model:
@@ -8,20 +8,20 @@ centre of mass in 28×28, then the training normalization.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+import hydra
 import torch
 import torchvision.transforms.v2.functional as F
-from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig
 from PIL import Image
 from torch import Tensor
 
 from mnist_lab import checkpoints
-from mnist_lab.errors import UserError
-from mnist_lab.evaluate import restore
+from mnist_lab.datasets import DATASETS
+from mnist_lab.errors import UserError, one_line_errors
 
 MAX_PIXELS = 40_000_000
 
@@ -79,45 +79,47 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("paths", nargs="+", type=Path, help="image files or directories of them")
-    parser.add_argument("--json", action="store_true", help="print one JSON array of {file, label, probs}")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to show per image")
-    args = parser.parse_args(argv)
+def as_list(value: str | ListConfig) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
-    try:
-        checkpoint = checkpoints.load(args.checkpoint)
-    except UserError as err:
-        sys.exit(f"error: {err}")
-    data = instantiate(checkpoint["config"]["data"])  # normalization and class names; reads no files
-    model = restore(checkpoint)
+
+@hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    """Predicts every readable image; the unreadable ones are reported one line each, exit code 1."""
+    with one_line_errors():
+        paths = image_files([Path(p) for p in as_list(cfg.images)])
+        checkpoint = checkpoints.load(cfg.ckpt_path)
+    data = checkpoint["config"]["data"]
+    info = DATASETS[data["name"]]
+    mean, std = info.normalization(data["normalize"])
+    net = checkpoints.network(checkpoint)
 
     inputs, good, failed = [], [], 0
-    for path in image_files(args.paths):
+    for path in paths:
         try:
             if not path.exists():
                 raise ImageError("no such file")
-            inputs.append(to_mnist(read_image(path), data.mean, data.std))
+            inputs.append(to_mnist(read_image(path), mean, std))
             good.append(path)
         except ImageError as err:
             failed += 1
             print(f"error: {path}: {err}", file=sys.stderr)
+    predictions = []
     if inputs:
         with torch.no_grad():
-            probs = model(torch.stack(inputs)).float().softmax(1)
+            probs = net(torch.stack(inputs)).float().softmax(1)
         predictions = [
             {"file": str(p), "label": int(q.argmax()), "probs": q.tolist()}
             for p, q in zip(good, probs, strict=True)
         ]
-        if args.json:
-            print(json.dumps(predictions))
-        else:
-            for prediction in predictions:
-                ranked = sorted(enumerate(prediction["probs"]), key=lambda item: -item[1])[: args.top]
-                top = ", ".join(f"{data.classes[k]} {p:.1%}" for k, p in ranked)
-                print(f"{prediction['file']}: {data.classes[prediction['label']]}  ({top})")
+    (Path(cfg.paths.output_dir) / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
+    if cfg.json:
+        print(json.dumps(predictions))
+    else:
+        for prediction in predictions:
+            ranked = sorted(enumerate(prediction["probs"]), key=lambda item: -item[1])[: cfg.top]
+            top = ", ".join(f"{info.classes[k]} {p:.1%}" for k, p in ranked)
+            print(f"{prediction['file']}: {info.classes[prediction['label']]}  ({top})")
     sys.exit(1 if failed else 0)
 
 

@@ -1,4 +1,4 @@
-"""`python -m mnist_lab.report DIR...`: one table of every results.json under the given directories.
+"""`python -m mnist_lab.report runs=DIR`: one table of every results.json under the given directories.
 
 Runs are grouped by their Hydra overrides without the seed, so the seeds of one configuration become one
 row: mean ± std of the test accuracy, the number of seeds, seconds per epoch and parameters. Jobs that
@@ -7,7 +7,6 @@ failed (a failed.json in their directory) are listed below the table with their 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -17,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
+from mnist_lab.errors import UserError, one_line_errors
 from mnist_lab.run_dirs import FAILED
 
 COLUMNS = [
@@ -121,35 +122,31 @@ def csv_text(rows: list[dict[str, str]]) -> str:
     return out.getvalue()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directories", nargs="+", type=Path, help="run or sweep directories to collect")
-    parser.add_argument(
-        "--out", type=Path, help="write report.md and report.csv here (default: the first DIR)"
-    )
-    parser.add_argument(
-        "--write", type=Path, help="also write this Markdown file: the sweeps' commands and the table"
-    )
-    args = parser.parse_args(argv)
-    missing = [d for d in args.directories if not d.is_dir()]
-    if missing:
-        parser.error(f"not a directory: {', '.join(map(str, missing))}")
-    runs, failures = load_runs(args.directories), load_failures(args.directories)
-    if not runs and not failures:
-        parser.error(f"no results.json under {', '.join(map(str, args.directories))}")
+@hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    with one_line_errors():
+        directories = [Path(d) for d in ([cfg.runs] if isinstance(cfg.runs, str) else cfg.runs)]
+        missing = [d for d in directories if not d.is_dir()]
+        if missing:
+            raise UserError(f"runs: not a directory: {', '.join(map(str, missing))}")
+        runs, failures = load_runs(directories), load_failures(directories)
+        if not runs and not failures:
+            raise UserError(f"no results.json under {', '.join(map(str, directories))}")
     rows = table(runs)
     page = markdown(rows, failures)
-    out = args.out or args.directories[0]
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.paths.output_dir)
     (out / "report.md").write_text(page)
     (out / "report.csv").write_text(csv_text(rows))
     print(page, end="")
-    if args.write:
-        sweeps = "\n".join(sweep_commands(args.directories))
-        dirs = " ".join(map(str, args.directories))
-        args.write.write_text(
-            f"# {args.write.stem.title()}\n\n"
-            f"Written by `python -m mnist_lab.report {dirs} --write {args.write}` from the runs of:\n\n"
+    if cfg.write:
+        sweeps = "\n".join(sweep_commands(directories))
+        dirs = " ".join(map(str, directories))
+        runs_override = (
+            f"runs={dirs}" if len(directories) == 1 else f"'runs=[{','.join(map(str, directories))}]'"
+        )
+        Path(cfg.write).write_text(
+            f"# {Path(cfg.write).stem.title()}\n\n"
+            f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write}` from the runs of:\n\n"
             f"```bash\n{sweeps}\n```\n\n{page}"
         )
 

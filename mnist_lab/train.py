@@ -27,8 +27,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab import checkpoints
-from mnist_lab.callbacks import EpochTimer
-from mnist_lab.dashboards import TestReport
+from mnist_lab.callbacks import EpochTimer, RunRecord, SaveOnInterrupt
+from mnist_lab.dashboards import TestDashboard, record_experiment
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.models import count_parameters
@@ -40,18 +40,18 @@ DDP_CONFIG = "MNIST_LAB_DDP_CONFIG"  # the resolved run config, handed to the DD
 TRAIN_SIZE = 60_000  # both datasets
 
 
-def plain(node: Any) -> Any:
+def as_containers(node: Any) -> Any:
     """A config node as plain dicts and lists (what checkpoints can store and load safely)."""
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
 def build_module(cfg: DictConfig) -> Classifier:
-    model = plain(cfg.model)
+    model = as_containers(cfg.model)
     speed = {key: model.pop(key, False) for key in ("compile", "channels_last")}
     return Classifier(
         model=model,
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.get("scheduler")) or None,
+        optimizer=as_containers(cfg.optimizer),
+        scheduler=as_containers(cfg.get("scheduler")) or None,
         **speed,
         label_smoothing=cfg.label_smoothing,
     )
@@ -193,10 +193,8 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     datamodule: MNISTDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     timer = EpochTimer()
-    run_config = plain(cfg)
-    trainer = build_trainer(
-        cfg, [timer, checkpoints.RunRecord(run_config), checkpoints.SaveOnInterrupt(), *callbacks]
-    )
+    run_config = as_containers(cfg)
+    trainer = build_trainer(cfg, [timer, RunRecord(run_config), SaveOnInterrupt(), *callbacks])
     on_cpu = trainer.strategy.root_device.type == "cpu"
     if on_cpu:
         # Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork-safe CUDA checks), and torch's Adam and
@@ -219,7 +217,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     val_acc_best = trainer.callback_metrics.get("val/acc_best")
     tested_weights, test_ckpt = weights_to_test(trainer, cfg.data.val_size > 0)
     # Added for testing only: every callback costs Lightning a little on every training step.
-    trainer.callbacks.append(TestReport(datamodule.classes))
+    trainer.callbacks.append(TestDashboard(datamodule.classes))
     tested = trainer.test(
         module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
     )[0]
@@ -245,11 +243,8 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         "output_dir": str(output_dir),
         "resumed_from": str(ckpt_path.resolve()) if ckpt_path else None,
     }
-    for logger in trainer.loggers:  # TensorBoard's HParams tab: this run's settings beside its results
-        logger.log_hyperparams(
-            run_config,
-            {"hparams/val_acc_best": results["val/acc_best"] or 0.0, "hparams/test_acc": results["test/acc"]},
-        )
+    # TensorBoard's HParams tab: the settings that tell runs apart, beside the results (dashboards.Board)
+    record_experiment(trainer.loggers, run_config, results)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -32,8 +32,11 @@ class Probe(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.record["deterministic"] = torch.are_deterministic_algorithms_enabled()
         self.record["cudnn_benchmark"] = torch.backends.cudnn.benchmark
-        last_layer = pl_module.net[-1]
-        last_layer.register_forward_hook(lambda m, i, out: self.record.update(logits_dtype=str(out.dtype)))
+        pl_module.net[-1].register_forward_hook(self._record_dtype)
+
+    def _record_dtype(self, layer: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if layer.training:  # a training step's (test time also traces the graph, in float32)
+            self.record["logits_dtype"] = str(output.dtype)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
         self._before = flat_parameters(pl_module)

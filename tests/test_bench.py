@@ -41,6 +41,6 @@ def test_step_overhead_pairs_lightning_and_plain_steps_in_a_real_run(
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     plain, lightning = (float(cell.removesuffix(" µs")) for cell in cells[2:4])
     assert float(cells[5]) == pytest.approx(lightning / plain, rel=5e-3)
-    # the default callbacks (checkpoint, LR monitor, progress bar), Lightning's model summary, the epoch
-    # timer and run state that every run adds, and the measuring one
-    assert cells[6] == "7"
+    # the default callbacks (best and last checkpoints, LR monitor, progress bar), Lightning's model summary,
+    # the epoch timer, run record and interrupt checkpoint that every run adds, and the measuring one
+    assert cells[6] == "9"

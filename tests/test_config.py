@@ -90,7 +90,7 @@ def test_cpu_training_skips_nvml_checks_and_hooks_no_test_report(
     )
     train(cfg, [Probe()])
     assert seen["nvml"] is None and os.environ[NVML_CHECK] == "1"
-    assert "TestReport" not in seen["callbacks"] and "TestReport" in seen["test callbacks"]
+    assert "TestDashboard" not in seen["callbacks"] and "TestDashboard" in seen["test callbacks"]
 
 
 def test_trainer_flags_need_no_plus() -> None:

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torchvision import datasets
 
-from mnist_lab.data import DataNotFoundError, MNISTDataModule, RandomShift, ShardedBatches
+from mnist_lab.data import MNISTDataModule, RandomShift, ShardedBatches
+from mnist_lab.datasets import DataNotFoundError
 from tests.conftest import make_idx_dataset
 
 

@@ -31,32 +31,6 @@ def test_two_process_test_accuracy_equals_a_single_process_evaluation(
     assert single["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
 
 
-def test_ddp_inside_a_multirun_makes_one_directory_per_job(tmp_path: Path, real_data_root: Path) -> None:
-    sweep = tmp_path / "sweep"
-    mnist_lab(
-        tmp_path, real_data_root, "-m", "seed=0,1", "trainer=ddp_cpu", *LIMITS, f"hydra.sweep.dir={sweep}"
-    )
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name.split(",")[0] for p in jobs] == ["seed=0", "seed=1"]
-    for job in jobs:
-        assert {"results.json", "train.log", "train_rank1.log"} <= {p.name for p in job.iterdir()}
-        assert json.loads((job / "results.json").read_text())["seed"] == int(job.name[5])
-
-
-def test_submitit_local_launcher_runs_the_jobs(tmp_path: Path, real_data_root: Path) -> None:
-    sweep = tmp_path / "sweep"
-    mnist_lab(
-        tmp_path,
-        real_data_root,
-        "-m",
-        "hydra/launcher=submitit_local",
-        "seed=0",
-        *LIMITS,
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert len(list(sweep.glob("*/results.json"))) == 1
-
-
 def test_slurm_launcher_asks_for_one_task_per_gpu() -> None:
     with initialize_config_module("mnist_lab.conf", version_base="1.3"):
         cfg = compose(

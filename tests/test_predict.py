@@ -1,12 +1,12 @@
 """Predict on real image files: rendered digits, dark on light and off-centre, and broken files."""
 
 import json
+import subprocess
 from pathlib import Path
 
-import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_lab import predict
+from tests.conftest import run_cli
 
 
 def render_digits(folder: Path) -> dict[str, int]:
@@ -24,39 +24,48 @@ def render_digits(folder: Path) -> dict[str, int]:
     return truth
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        predict.main(argv)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+def predict(tmp_path: Path, root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return run_cli(tmp_path, root, *overrides, tool="mnist_lab.predict")
 
 
 def test_rendered_digits_are_recognised(
-    trained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    trained_checkpoint: Path, real_data_root: Path, tmp_path: Path
 ) -> None:
     truth = render_digits(tmp_path / "digits")
-    code, out, _ = run([str(trained_checkpoint), str(tmp_path / "digits"), "--json"], capsys)
-    assert code == 0
-    predictions = json.loads(out)
+    done = predict(
+        tmp_path,
+        real_data_root,
+        f"ckpt_path={trained_checkpoint}",
+        f"images={tmp_path / 'digits'}",
+        "json=true",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    predictions = json.loads(done.stdout)
     assert len(predictions) == 20
     assert all(len(p["probs"]) == 10 and abs(sum(p["probs"]) - 1) < 1e-4 for p in predictions)
     correct = sum(p["label"] == truth[p["file"]] for p in predictions)
     print(f"rendered digits recognised: {correct}/20")
     assert correct >= 17
+    (record,) = (tmp_path / "out" / "predict").glob("*/predictions.json")
+    assert json.loads(record.read_text()) == predictions
 
 
-def test_text_output_shows_top_k(
-    trained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_text_output_shows_top_k(trained_checkpoint: Path, real_data_root: Path, tmp_path: Path) -> None:
     render_digits(tmp_path / "digits")
-    code, out, _ = run([str(trained_checkpoint), str(tmp_path / "digits" / "7_56.png"), "--top", "2"], capsys)
-    assert code == 0
-    assert out.startswith(f"{tmp_path / 'digits' / '7_56.png'}: 7 - seven  (7 - seven ")
-    assert out.count("%") == 2
+    seven, three = tmp_path / "digits" / "7_56.png", tmp_path / "digits" / "3_90.jpg"
+    done = predict(
+        tmp_path, real_data_root, f"ckpt_path={trained_checkpoint}", f"images=[{seven},{three}]", "top=2"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"{seven}: 7 - seven  (7 - seven ") and lines[1].startswith(
+        f"{three}: 3 - three"
+    )
+    assert all(line.count("%") == 2 for line in lines) and len(lines) == 2
 
 
 def test_bad_files_are_reported_and_good_ones_still_predicted(
-    trained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    trained_checkpoint: Path, real_data_root: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "mixed"
     render_digits(folder)
@@ -67,11 +76,13 @@ def test_bad_files_are_reported_and_good_ones_still_predicted(
     (folder / "huge.pgm").write_bytes(b"P5\n20000 20000\n255\n" + bytes(100))
     Image.new("L", (50, 50), 255).save(folder / "blank.png")
 
-    code, out, err = run([str(trained_checkpoint), str(folder), "--json"], capsys)
-    assert code == 1, "the exit code says that some files failed"
-    assert len(json.loads(out)) == 20
-    errors = err.strip().splitlines()
-    assert len(errors) == 5
+    done = predict(
+        tmp_path, real_data_root, f"ckpt_path={trained_checkpoint}", f"images={folder}", "json=true"
+    )
+    assert done.returncode == 1, "the exit code says that some files failed"
+    assert len(json.loads(done.stdout)) == 20
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 5, done.stderr
     reasons = {Path(line.split(": ")[1]).name: line for line in errors}
     assert "not a readable image" in reasons["notes.txt"] and "not a readable image" in reasons["empty.png"]
     assert "truncated" in reasons["truncated.png"]
@@ -79,7 +90,15 @@ def test_bad_files_are_reported_and_good_ones_still_predicted(
     assert "blank" in reasons["blank.png"]
 
 
-def test_corrupt_checkpoint_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_checkpoint_and_missing_settings_are_one_clear_error(
+    real_data_root: Path, tmp_path: Path
+) -> None:
     (tmp_path / "model.ckpt").write_bytes(b"\x00" * 100)
-    code, _, _ = run([str(tmp_path / "model.ckpt"), str(tmp_path)], capsys)
-    assert "not a readable checkpoint" in str(code)
+    cases = {
+        (f"ckpt_path={tmp_path / 'model.ckpt'}", f"images={tmp_path}"): "not a readable checkpoint",
+        (f"ckpt_path={tmp_path / 'model.ckpt'}",): "images is required",
+    }
+    for overrides, expected in cases.items():
+        done = predict(tmp_path, real_data_root, *overrides)
+        assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert expected in done.stderr and "Traceback" not in done.stderr

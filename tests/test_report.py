@@ -1,9 +1,7 @@
 import json
 from pathlib import Path
 
-import pytest
-
-from mnist_lab import report
+from tests.conftest import run_cli
 
 
 def fake_run(directory: Path, overrides: list[str], acc: float, seconds: float) -> None:
@@ -20,7 +18,7 @@ def fake_run(directory: Path, overrides: list[str], acc: float, seconds: float) 
     (directory / "results.json").write_text(json.dumps(results))
 
 
-def test_report_groups_seeds_into_one_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_groups_seeds_into_one_row(tmp_path: Path, real_data_root: Path) -> None:
     sweep = tmp_path / "sweep"
     for seed, acc in enumerate([0.97, 0.98, 0.99]):
         fake_run(sweep / f"model=mlp,seed={seed}", ["model=mlp", f"seed={seed}"], acc, 2.0 + seed)
@@ -30,14 +28,17 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, capsys: pytest.Capture
         "    task:\n    - model=mlp,cnn\n    - seed=0,1,2\n"
     )
 
-    report.main([str(sweep), "--write", str(tmp_path / "RESULTS.md")])
-
-    printed = capsys.readouterr().out
+    done = run_cli(
+        tmp_path, real_data_root, f"runs={sweep}", f"write={tmp_path / 'RESULTS.md'}", tool="mnist_lab.report"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout
     mlp_row = next(line for line in printed.splitlines() if line.startswith("| model=mlp |"))
     assert "| 3 | 98.00 ± 1.00 |" in mlp_row and "| 3.00 ± 1.00 |" in mlp_row and "407,050" in mlp_row
     assert "| model=cnn | mnist | mlp | 1 | 99.00 |" in printed
-    assert (sweep / "report.md").read_text() == printed
-    assert (sweep / "report.csv").read_text().splitlines()[0].startswith("configuration,dataset,model,seeds")
+    (out,) = (tmp_path / "out" / "report").iterdir()
+    assert (out / "report.md").read_text() == printed
+    assert (out / "report.csv").read_text().splitlines()[0].startswith("configuration,dataset,model,seeds")
     written = (tmp_path / "RESULTS.md").read_text()
     assert (
         "python -m mnist_lab -m model=mlp,cnn seed=0,1,2 hydra.sweep.dir=sweep\n" in written
@@ -45,8 +46,7 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, capsys: pytest.Capture
     )
 
 
-def test_report_without_runs_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        report.main([str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "no results.json under" in capsys.readouterr().err
+def test_report_without_runs_is_one_clear_error(tmp_path: Path, real_data_root: Path) -> None:
+    for overrides, expected in (([f"runs={tmp_path}"], "no results.json under"), ([], "runs is required")):
+        done = run_cli(tmp_path, real_data_root, *overrides, tool="mnist_lab.report")
+        assert done.returncode == 1 and expected in done.stderr and "Traceback" not in done.stderr

@@ -36,7 +36,10 @@ def test_a_failed_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, re
     assert "optimizer.lr=0.01" in finished.parent.name, "the job after the failed one ran"
 
     report = subprocess.run(
-        [sys.executable, "-m", "mnist_lab.report", str(sweep)], capture_output=True, text=True
+        [sys.executable, "-m", "mnist_lab.report", f"runs={sweep}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert report.returncode == 0 and "Failed jobs (1):" in report.stdout and "diverged" in report.stdout
 
@@ -62,16 +65,28 @@ def test_a_run_dir_that_holds_a_run_is_refused_before_anything_changes(
     assert snapshot(run_dir) == before
 
 
-def test_a_damaged_dataset_is_named_as_damaged_on_every_command(tmp_path: Path, tiny_root: Path) -> None:
+def test_a_damaged_dataset_is_named_as_damaged_on_every_command(
+    tmp_path: Path, tiny_root: Path, trained_checkpoint: Path
+) -> None:
     images = tiny_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-100])
     size = images.stat().st_size
-    for command in (["mnist_lab", f"data.root={tiny_root}"], ["mnist_lab.data", str(tiny_root)]):
-        done = run_cli(tmp_path, tiny_root, *command[1:], tool=command[0])
-        assert done.returncode == 1, command
+    checkpoint = f"ckpt_path={trained_checkpoint}"
+    for tool, *overrides in (
+        ["mnist_lab"],
+        ["mnist_lab.datasets"],
+        ["mnist_lab.evaluate", checkpoint],
+        ["mnist_lab.viz", checkpoint],
+        ["mnist_lab.lr_find"],
+    ):
+        done = run_cli(tmp_path, tiny_root, f"data.root={tiny_root}", *overrides, tool=tool)
+        assert done.returncode == 1, (tool, done.stderr[-2000:])
         (error,) = errors(done)
-        assert "train-images-idx3-ubyte is truncated" in error and "could not be downloaded" not in error
-        assert "python -m mnist_lab.data" in error, "the fix is named"
+        assert "train-images-idx3-ubyte is truncated" in error and "could not be downloaded" not in error, (
+            tool
+        )
+        assert "python -m mnist_lab.datasets" in error, "the fix is named"
+        assert "Traceback" not in done.stderr, tool
     assert images.stat().st_size == size, "the damaged file is left for the user to see"
 
 
@@ -111,6 +126,10 @@ def test_threads_follow_the_cpus_and_are_restored_after_a_ddp_job(
         "trainer=ddp_cpu" in path.parent.name: json.loads(path.read_text())["device"]
         for path in sweep.glob("*/results.json")
     }
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2, "one directory per job, not per DDP rank"
+    (ddp_job,) = [name for name in jobs if "trainer=ddp_cpu" in name]
+    assert {"results.json", "train.log", "train_rank1.log"} <= {p.name for p in (sweep / ddp_job).iterdir()}
     # the DDP job's 2 processes share the CPUs; the next job gets them all back
     assert devices == {
         True: f"cpu ({max(1, min(default, cpus // 2))} threads)",

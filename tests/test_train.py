@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lab.data import load_split
+from mnist_lab.datasets import load_split
 from mnist_lab.module import Classifier
 from mnist_lab.train import train
 from tests.conftest import compose_config, run_cli
@@ -32,7 +32,7 @@ def test_cli_run_writes_its_outputs_into_its_own_dir(tmp_path: Path, real_data_r
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and (
         run_dir / "checkpoints" / "best.ckpt"
     ).exists()
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list(run_dir.glob("events.out.tfevents.*"))
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert f"results in {run_dir}" in done.stderr + done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "nothing may land outside the outputs dir"

@@ -32,7 +32,7 @@ class Run:
         return torch.load(self.dir / "checkpoints" / name, weights_only=True)
 
     def scalars(self) -> dict[str, list[tuple[int, float]]]:
-        events = EventAccumulator(str(self.dir / "tensorboard"), size_guidance={"scalars": 0})
+        events = EventAccumulator(str(self.dir), size_guidance={"scalars": 0})
         events.Reload()
         return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 

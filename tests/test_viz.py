@@ -3,28 +3,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnist_lab import viz
+from tests.conftest import run_cli
 
 
 def test_viz_writes_the_pictures_it_names(
     trained_checkpoint: Path, real_data_root: Path, tmp_path: Path
 ) -> None:
-    viz.main(
-        [
-            "--ckpt",
-            str(trained_checkpoint),
-            "--data-root",
-            str(real_data_root),
-            "--samples",
-            "300",
-            "--out",
-            str(tmp_path),
-        ]
+    done = run_cli(
+        tmp_path, real_data_root, f"ckpt_path={trained_checkpoint}", "samples=300", tool="mnist_lab.viz"
     )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (out,) = (tmp_path / "out" / "viz").iterdir()
     names = {"samples", "pca_pixels", "tsne_pixels", "pca_features", "tsne_features"}
-    assert {p.stem for p in tmp_path.glob("*.png")} == names
+    assert {p.stem for p in out.glob("*.png")} == names
+    assert {Path(line).stem for line in done.stdout.split()} == names, "it prints what it wrote"
     for name in names:
-        with Image.open(tmp_path / f"{name}.png") as image:
+        with Image.open(out / f"{name}.png") as image:
             assert image.width > 300 and image.height > 300
             rgb = np.asarray(image.convert("RGB")).astype(int)
         # empty axes with a title: 0 % coloured and < 1 % dark pixels (measured); drawn data is far more
