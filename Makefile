@@ -40,6 +40,7 @@ format: install
 bench: data
 	$(BIN)/python benchmarks/bench.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/step_overhead.py --write BENCHMARKS.md
+	$(BIN)/python benchmarks/cnn_step.py --write BENCHMARKS.md
 
 report: install
 	$(BIN)/python -m mnist_lab.report runs=$(SWEEP)

@@ -44,3 +44,24 @@ def test_step_overhead_pairs_lightning_and_plain_steps_in_a_real_run(
     # the default callbacks (best and last checkpoints, LR monitor, progress bar), Lightning's model summary,
     # the epoch timer, run record and interrupt checkpoint that every run adds, and the measuring one
     assert cells[6] == "9"
+
+
+def test_cnn_step_profiles_both_precisions_and_its_variants_compute_the_same(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    command = [sys.executable, "benchmarks/cnn_step.py", "--steps", "1", "--rounds", "1", "--write", str(out)]
+    done = subprocess.run(
+        [*command, "--data-root", str(real_data_root)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    assert "**bf16-mixed**" in text and "**32-true**" in text and "aten::convolution_backward" in text
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ") and "×" in line]
+    assert len(rows) == 8, "4 variants per precision"
+    for group in (rows[:4], rows[4:]):
+        assert group[0][0].strip() == "project: channels_last"
+        reference = float(group[0][1])
+        for name, ms, ratio, gap in group:
+            assert float(gap) < 1e-4, f"{name} computes something else"
+            assert float(ratio.strip().rstrip("×")) == pytest.approx(reference / float(ms), abs=0.011)

@@ -1,0 +1,187 @@
+"""Where the Keras CNN's training step spends its time on this CPU, and what each idea changes.
+
+For each precision (bf16 autocast, fp32): a torch.profiler trace of the plain training step (the project's
+CNN, Adadelta lr 1.0, batch 128, the on-device batches of the default loader) lists the operators by
+self CPU time; then variants of the same network — the same layers, parameters and dropout rates — are
+timed in turns (one block of steps each, round after round), so that a slow spell of the machine hits
+all alike, and the median time per step is compared with the project's step.
+`python benchmarks/cnn_step.py [--steps N] [--rounds R] [--compile] [--write BENCHMARKS.md]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
+
+from mnist_lab.data import DeviceLoader, ShardedBatches
+from mnist_lab.datasets import DATASETS, load_split
+from mnist_lab.models import CNN
+
+
+class RandDropout(nn.Module):
+    """Inverted dropout with the mask drawn as `rand >= p` (one uniform draw and a compare) instead of
+    bernoulli_: the same distribution, the same scaling by 1 / (1 - p)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype) * (1 / (1 - self.p))
+
+
+class BlockMaxPool(nn.Module):
+    """2×2 max-pooling as a reshape and a max over the two small axes: the same forward values; the
+    gradient goes to the maximum (split between exact ties, which after a ReLU are zeros, whose gradient
+    the ReLU drops anyway)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n, c, h // 2, 2, w // 2, 2).amax((3, 5))
+
+
+def swapped(
+    net: nn.Sequential, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module]
+) -> nn.Sequential:
+    net = copy.deepcopy(net)
+    for index, layer in enumerate(net):
+        if isinstance(layer, kind):
+            net[index] = make(layer)
+    return net
+
+
+def variants(base: nn.Sequential, compile_too: bool) -> dict[str, tuple[nn.Module, torch.memory_format]]:
+    last = torch.channels_last
+    found = {
+        "project: channels_last": (copy.deepcopy(base), last),
+        "NCHW (contiguous)": (copy.deepcopy(base), torch.contiguous_format),
+        "dropout mask by rand >= p": (swapped(base, nn.Dropout, lambda d: RandDropout(d.p)), last),
+        "max-pool as reshape + amax": (swapped(base, nn.MaxPool2d, lambda _: BlockMaxPool()), last),
+    }
+    if compile_too:
+        found["torch.compile (inductor)"] = (torch.compile(copy.deepcopy(base)), last)
+    return found
+
+
+class Stepper:
+    """The plain training step of one variant: forward under autocast, cross-entropy, backward, Adadelta."""
+
+    def __init__(self, net: nn.Module, memory_format: torch.memory_format, bf16: bool) -> None:
+        self.net = net.to(memory_format=memory_format).train()
+        self.memory_format = memory_format
+        self.optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0, eps=1e-7)
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    def step(self, x: Tensor, y: Tensor) -> None:
+        with self.autocast:
+            loss = F.cross_entropy(self.net(x.contiguous(memory_format=self.memory_format)), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def batches(data_root: str) -> DeviceLoader:
+    images, labels = load_split("mnist", data_root, train=True)
+    info = DATASETS["mnist"]
+    return DeviceLoader(
+        images, labels, ShardedBatches(len(labels), 128, shuffle=True, seed=0), info.mean, info.std
+    )
+
+
+def top_ops(
+    stepper: Stepper, data: list[tuple[Tensor, Tensor]], rows: int = 8
+) -> list[tuple[str, float, float]]:
+    """(operator, ms per step, share of the step) by self CPU time."""
+    for x, y in data[:3]:
+        stepper.step(x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as trace:
+        for x, y in data:
+            stepper.step(x, y)
+    events = trace.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    ranked = sorted(events, key=lambda e: -e.self_cpu_time_total)[:rows]
+    return [(e.key, e.self_cpu_time_total / 1000 / len(data), e.self_cpu_time_total / total) for e in ranked]
+
+
+def logit_gap(variant: nn.Module, base: nn.Module, x: Tensor, memory_format: torch.memory_format) -> float:
+    """Largest logit difference from the project's network with the same weights (eval mode, fp32):
+    a variant must compute what the network computes."""
+    with torch.no_grad():
+        gap = (variant.eval()(x.contiguous(memory_format=memory_format)) - base.eval()(x)).abs().max()
+    variant.train()
+    base.train()
+    return gap.item()
+
+
+def timed(steppers: dict[str, Stepper], data: list[tuple[Tensor, Tensor]], rounds: int) -> dict[str, float]:
+    """Median ms per step of each variant, measured in turns."""
+    for stepper in steppers.values():  # warm-up (and compilation)
+        for x, y in data[:3]:
+            stepper.step(x, y)
+    blocks: dict[str, list[float]] = {name: [] for name in steppers}
+    for _ in range(rounds):
+        for name, stepper in steppers.items():
+            start = time.perf_counter()
+            for x, y in data:
+                stepper.step(x, y)
+            blocks[name].append((time.perf_counter() - start) * 1000 / len(data))
+    return {name: statistics.median(values) for name, values in blocks.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="steps per block")
+    parser.add_argument("--rounds", type=int, default=5, help="blocks per variant")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    parser.add_argument("--write", type=Path, help="append the tables to this Markdown file")
+    parser.add_argument("--data-root", default=os.environ.get("MNIST_LAB_DATA_DIR", "data"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    loader = iter(batches(args.data_root))
+    data = [next(loader) for _ in range(args.steps)]
+    base = CNN()
+    lines = [
+        f"`python benchmarks/cnn_step.py --steps {args.steps} --rounds {args.rounds}"
+        f"{' --compile' if args.compile else ''}` on {datetime.date.today()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; ms per training step of batch 128 "
+        f"(median of {args.rounds} blocks of {args.steps} steps, variants in turns).",
+        "",
+    ]
+    for precision, bf16 in (("bf16-mixed", True), ("32-true", False)):
+        built = variants(base, args.compile)
+        gaps = {name: logit_gap(net, base, data[0][0], fmt) for name, (net, fmt) in built.items()}
+        steppers = {name: Stepper(net, fmt, bf16) for name, (net, fmt) in built.items()}
+        ops = top_ops(steppers["project: channels_last"], data)
+        ms = timed(steppers, data, args.rounds)
+        reference = ms["project: channels_last"]
+        lines += [f"**{precision}**: where the project's step goes (torch.profiler, self CPU time)", ""]
+        lines += ["| operator | ms per step | share |", "| --- | --- | --- |"]
+        lines += [f"| `{name}` | {t:.1f} | {share:.0%} |" for name, t, share in ops]
+        lines += ["", "| variant | ms per step | vs the project's step | max abs logit gap (eval, fp32) |"]
+        lines += ["| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {t:.1f} | {reference / t:.2f}× | {gaps[name]:.1e} |" for name, t in ms.items()]
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        with args.write.open("a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
