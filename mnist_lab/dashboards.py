@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -282,12 +281,9 @@ class TestDashboard(L.Callback):
 def add_graph(writer: Any, net: torch.nn.Module, example: Tensor) -> None:
     """The network's graph for TensorBoard's Graphs tab: one trace of one image (~0.1 s on a CPU for the
     project's networks), skipped with a warning for a network torch.jit.trace cannot follow."""
-    start = time.perf_counter()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notice: add_graph uses it
             writer.add_graph(getattr(net, "_orig_mod", net), example.contiguous())
     except Exception as err:  # a compiled or otherwise untraceable network: the graph is a nicety
         log.warning("no model graph in TensorBoard: %s", str(err).splitlines()[0] if str(err) else err)
-        return
-    log.debug("model graph traced in %.2f s", time.perf_counter() - start)

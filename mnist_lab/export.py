@@ -11,10 +11,10 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mnist_lab import checkpoints
-from mnist_lab.datasets import DATASETS, load_split
 from mnist_lab.errors import ConfigError, UserError, one_line_errors
 
 FORMATS = ("onnx", "pt2")
@@ -22,10 +22,9 @@ FORMATS = ("onnx", "pt2")
 
 def sample_images(checkpoint: dict, count: int, data_root: str) -> torch.Tensor:
     """The first test images of the checkpoint's dataset, normalized as in training."""
-    data = checkpoint["config"]["data"]
-    images, _ = load_split(data["name"], data_root, train=False)
-    mean, std = DATASETS[data["name"]].normalization(data["normalize"])
-    return ((images[:count, None].float() / 255 - mean) / std).contiguous()
+    datamodule = instantiate(checkpoint["config"]["data"], root=data_root)
+    datamodule.setup()
+    return next(iter(datamodule.test_dataloader()))[0][:count]
 
 
 def export(ckpt_path: Path, fmt: str, out: Path, data_root: str, count: int = 256) -> float:
