@@ -2,9 +2,10 @@
 
 For each precision (bf16 autocast, fp32): a torch.profiler trace of the plain training step (the project's
 CNN, Adadelta lr 1.0, batch 128, the on-device batches of the default loader) lists the operators by
-self CPU time; then variants of the same network — the same layers, parameters and dropout rates — are
-timed in turns (one block of steps each, round after round), so that a slow spell of the machine hits
-all alike, and the median time per step is compared with the project's step.
+self CPU time; then variants of the same network — the same layers, parameters and dropout rates, each
+undoing one of the project's choices or trying another — are timed in turns (one block of steps each,
+round after round), so that a slow spell of the machine hits all alike, and the median time per step is
+compared with the project's step. The first variant undoes them all: the step before they were made.
 `python benchmarks/cnn_step.py [--steps N] [--rounds R] [--compile] [--write BENCHMARKS.md]`.
 """
 
@@ -27,22 +28,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from mnist_lab.data import DeviceLoader, ShardedBatches
 from mnist_lab.datasets import DATASETS, load_split
-from mnist_lab.models import CNN
-
-
-class RandDropout(nn.Module):
-    """Inverted dropout with the mask drawn as `rand >= p` (one uniform draw and a compare) instead of
-    bernoulli_: the same distribution, the same scaling by 1 / (1 - p)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * keep.to(x.dtype) * (1 / (1 - self.p))
+from mnist_lab.models import CNN, Dropout, Flatten
+from mnist_lab.train import keep_freed_memory
 
 
 class BlockMaxPool(nn.Module):
@@ -65,25 +52,51 @@ def swapped(
     return net
 
 
-def variants(base: nn.Sequential, compile_too: bool) -> dict[str, tuple[nn.Module, torch.memory_format]]:
+def keras_order(net: nn.Sequential) -> nn.Sequential:
+    """ReLU before the max-pool, as Keras' mnist_cnn has it."""
+    net = copy.deepcopy(net)
+    (pool,) = [i for i, layer in enumerate(net) if isinstance(layer, nn.MaxPool2d)]
+    net[pool], net[pool + 1] = net[pool + 1], net[pool]
+    return net
+
+
+def torch_layers(net: nn.Sequential) -> nn.Sequential:
+    """torch's own Dropout and Flatten."""
+    net = swapped(net, Dropout, lambda d: nn.Dropout(d.p))
+    return swapped(net, Flatten, lambda _: nn.Flatten())
+
+
+Variant = tuple[nn.Module, torch.memory_format, bool]  # network, memory format, keep freed memory
+
+
+def variants(base: nn.Sequential, compile_too: bool) -> dict[str, Variant]:
     last = torch.channels_last
     found = {
-        "project: channels_last": (copy.deepcopy(base), last),
-        "NCHW (contiguous)": (copy.deepcopy(base), torch.contiguous_format),
-        "dropout mask by rand >= p": (swapped(base, nn.Dropout, lambda d: RandDropout(d.p)), last),
-        "max-pool as reshape + amax": (swapped(base, nn.MaxPool2d, lambda _: BlockMaxPool()), last),
+        "project": (copy.deepcopy(base), last, True),
+        "before: all four undone": (keras_order(torch_layers(base)), last, False),
+        "glibc's malloc defaults": (copy.deepcopy(base), last, False),
+        "nn.Dropout (bernoulli_ masks)": (swapped(base, Dropout, lambda d: nn.Dropout(d.p)), last, True),
+        "nn.Flatten (NCHW gradient into the pool)": (
+            swapped(base, Flatten, lambda _: nn.Flatten()),
+            last,
+            True,
+        ),
+        "ReLU before the max-pool": (keras_order(base), last, True),
+        "NCHW (contiguous)": (copy.deepcopy(base), torch.contiguous_format, True),
+        "max-pool as reshape + amax": (swapped(base, nn.MaxPool2d, lambda _: BlockMaxPool()), last, True),
     }
     if compile_too:
-        found["torch.compile (inductor)"] = (torch.compile(copy.deepcopy(base)), last)
+        found["torch.compile (inductor)"] = (torch.compile(copy.deepcopy(base)), last, True)
     return found
 
 
 class Stepper:
     """The plain training step of one variant: forward under autocast, cross-entropy, backward, Adadelta."""
 
-    def __init__(self, net: nn.Module, memory_format: torch.memory_format, bf16: bool) -> None:
+    def __init__(self, net: nn.Module, memory_format: torch.memory_format, keep: bool, bf16: bool) -> None:
         self.net = net.to(memory_format=memory_format).train()
         self.memory_format = memory_format
+        self.keep_freed_memory = keep
         self.optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0, eps=1e-7)
         self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
@@ -136,10 +149,12 @@ def timed(steppers: dict[str, Stepper], data: list[tuple[Tensor, Tensor]], round
     blocks: dict[str, list[float]] = {name: [] for name in steppers}
     for _ in range(rounds):
         for name, stepper in steppers.items():
+            keep_freed_memory(stepper.keep_freed_memory)
             start = time.perf_counter()
             for x, y in data:
                 stepper.step(x, y)
             blocks[name].append((time.perf_counter() - start) * 1000 / len(data))
+    keep_freed_memory()
     return {name: statistics.median(values) for name, values in blocks.items()}
 
 
@@ -151,6 +166,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="append the tables to this Markdown file")
     parser.add_argument("--data-root", default=os.environ.get("MNIST_LAB_DATA_DIR", "data"))
     args = parser.parse_args()
+    keep_freed_memory()  # as a training run does
     torch.manual_seed(0)
     loader = iter(batches(args.data_root))
     data = [next(loader) for _ in range(args.steps)]
@@ -164,11 +180,11 @@ def main() -> None:
     ]
     for precision, bf16 in (("bf16-mixed", True), ("32-true", False)):
         built = variants(base, args.compile)
-        gaps = {name: logit_gap(net, base, data[0][0], fmt) for name, (net, fmt) in built.items()}
-        steppers = {name: Stepper(net, fmt, bf16) for name, (net, fmt) in built.items()}
-        ops = top_ops(steppers["project: channels_last"], data)
+        gaps = {name: logit_gap(net, base, data[0][0], fmt) for name, (net, fmt, _) in built.items()}
+        steppers = {name: Stepper(net, fmt, keep, bf16) for name, (net, fmt, keep) in built.items()}
+        ops = top_ops(steppers["project"], data)
         ms = timed(steppers, data, args.rounds)
-        reference = ms["project: channels_last"]
+        reference = ms["project"]
         lines += [f"**{precision}**: where the project's step goes (torch.profiler, self CPU time)", ""]
         lines += ["| operator | ms per step | share |", "| --- | --- | --- |"]
         lines += [f"| `{name}` | {t:.1f} | {share:.0%} |" for name, t, share in ops]

@@ -58,9 +58,9 @@ def test_cnn_step_profiles_both_precisions_and_its_variants_compute_the_same(
     text = out.read_text()
     assert "**bf16-mixed**" in text and "**32-true**" in text and "aten::convolution_backward" in text
     rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ") and "×" in line]
-    assert len(rows) == 8, "4 variants per precision"
-    for group in (rows[:4], rows[4:]):
-        assert group[0][0].strip() == "project: channels_last"
+    assert len(rows) == 16, "8 variants per precision"
+    for group in (rows[:8], rows[8:]):
+        assert group[0][0].strip() == "project"
         reference = float(group[0][1])
         for name, ms, ratio, gap in group:
             assert float(gap) < 1e-4, f"{name} computes something else"

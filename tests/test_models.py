@@ -1,7 +1,10 @@
+import copy
+
 import pytest
 import torch
+from torch import nn
 
-from mnist_lab.models import CNN, MLP, count_parameters
+from mnist_lab.models import CNN, MLP, ConvNet, Dropout, count_parameters
 
 
 @pytest.mark.parametrize(("model", "params"), [(MLP(), 407_050), (CNN(), 1_199_882)])
@@ -23,3 +26,43 @@ def test_keras_initialisation() -> None:
     limit = (6 / (784 + 512)) ** 0.5  # Glorot-uniform bound
     assert dense.weight.abs().max() <= limit
     assert dense.weight.abs().max() > 0.95 * limit
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_dropout_keeps_each_element_with_probability_1_minus_p(
+    p: float, memory_format: torch.memory_format
+) -> None:
+    torch.manual_seed(0)
+    x = torch.ones(64, 32, 24, 24).contiguous(memory_format=memory_format)
+    out = Dropout(p)(x)
+    assert out.is_contiguous(memory_format=memory_format)
+    assert out.unique().tolist() == [0.0, pytest.approx(1 / (1 - p))]
+    kept = (out != 0).double()
+    assert kept.mean().item() == pytest.approx(1 - p, abs=0.002)  # 1.2M draws: sd 0.0005
+    # no pattern across channels or positions (the bits of one 64-bit word land in neighbours)
+    sd = (p * (1 - p) / (64 * 24 * 24)) ** 0.5
+    assert (kept.mean((0, 2, 3)) - (1 - p)).abs().max() < 5 * sd
+    assert not torch.equal(Dropout(p)(x), out)  # a new mask every call
+    assert torch.equal(Dropout(p).eval()(x), x)
+
+
+def test_cnn_computes_keras_order_with_torch_layers() -> None:
+    """ReLU after the max-pool, our Dropout and Flatten: the logits and every gradient of Keras' order
+    with torch's layers (dropout off, so both draw nothing)."""
+    torch.manual_seed(0)
+    ours = CNN(dropout=(0.0, 0.0)).to(memory_format=torch.channels_last)
+    keras = copy.deepcopy(ours)
+    keras[3], keras[4] = nn.ReLU(), nn.MaxPool2d(2)
+    keras[5], keras[6], keras[9] = nn.Dropout(0.0), nn.Flatten(), nn.Dropout(0.0)
+    x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,))
+    for net in (ours, keras):
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert torch.equal(ours(x), keras(x))
+    for (name, a), b in zip(ours.named_parameters(), keras.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_convnet_pool_first_has_the_same_parameters() -> None:
+    assert count_parameters(ConvNet(pool_first=True)) == count_parameters(ConvNet()) == 104_426
