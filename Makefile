@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/MNIST/raw),)
 export MNIST_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install data train test lint format bench report tensorboard screenshots clean
+.PHONY: install data train test lint format bench bench-keras keras-venv report tensorboard screenshots clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,18 @@ bench: data
 	$(BIN)/python benchmarks/step_overhead.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/cnn_step.py --write BENCHMARKS.md
 
+# The seed's Keras code runs in its own environment: TensorFlow is never a dependency of mnist_lab.
+KERAS_VENV := .venv-keras
+keras-venv: $(KERAS_VENV)/.installed
+
+$(KERAS_VENV)/.installed:
+	$(PYTHON) -m venv $(KERAS_VENV)
+	$(KERAS_VENV)/bin/pip install --quiet tensorflow-cpu==2.21.0
+	touch $@
+
+bench-keras: data keras-venv
+	$(BIN)/python benchmarks/vs_keras.py --keras-python $(KERAS_VENV)/bin/python --write BENCHMARKS.md
+
 report: install
 	$(BIN)/python -m mnist_lab.report runs=$(SWEEP)
 
@@ -54,4 +66,4 @@ screenshots: data
 	$(BIN)/python scripts/screenshots.py --pictures docs
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KERAS_VENV) build *.egg-info .pytest_cache .ruff_cache

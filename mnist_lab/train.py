@@ -168,9 +168,10 @@ def keep_freed_memory(keep: bool = True) -> None:
     """Let glibc keep the memory a training step frees for the next step. By default it hands every freed
     block over ~128 KiB (an activation, a gradient) back to the system, so each step maps its tensors
     anew and pays a page fault on the first touch of every page: ~8,000 a Keras CNN step, which then
-    takes 1.2x longer in fp32 (BENCHMARKS.md). The setting stays for the process; keep=False restores
+    takes ~1.2x longer (BENCHMARKS.md). The setting stays for the process; keep=False restores
     glibc's defaults. Other C libraries (macOS, musl) are left as they are."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
     if not hasattr(libc, "mallopt"):
         return
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3

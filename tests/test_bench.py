@@ -65,3 +65,31 @@ def test_cnn_step_profiles_both_precisions_and_its_variants_compute_the_same(
         for name, ms, ratio, gap in group:
             assert float(gap) < 1e-4, f"{name} computes something else"
             assert float(ratio.strip().rstrip("×")) == pytest.approx(reference / float(ms), abs=0.011)
+
+
+KERAS_PYTHON = REPO / ".venv-keras" / "bin" / "python"
+
+
+@pytest.mark.skipif(
+    not KERAS_PYTHON.exists(), reason="no .venv-keras: `make keras-venv` sets it up (CI does)"
+)
+def test_vs_keras_times_the_seeds_keras_code_and_mnist_lab_per_image(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    command = [sys.executable, "benchmarks/vs_keras.py", f"--keras-python={KERAS_PYTHON}", "--models", "mlp"]
+    command += ["--epochs", "1", "--rounds", "1", "--images", "2000", "--write", str(out)]
+    done = subprocess.run(
+        [*command, "--data-root", str(real_data_root)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    assert "(Keras: tensorflow-cpu 2.21.0, keras " in text
+    (row,) = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| mlp | 32 |")]
+    keras, ours, ratio = float(row[3]), float(row[4]), float(row[5].strip(" *×"))
+    assert ratio == pytest.approx(keras / ours, abs=0.006)
+    # each side trained: better than guessing after 2,000 images (63 steps of 32)
+    keras_acc, ours_acc = (float(acc) for acc in row[6].split(" / "))
+    assert keras_acc > 0.8 and ours_acc > 0.8
+    for side in ("Keras (TF, fp32)", "mnist_lab"):
+        assert f"mlp · {side} · round 0: " in done.stdout

@@ -33,7 +33,7 @@ LIMITS = {  # per tool, added unless the command sets them
 NOT_RUN = {
     "make test": ".ci/run runs it",
     "make lint": ".ci/run runs it",
-    "make bench": "minutes on a quiet machine; tests/test_bench.py runs the three benchmark scripts",
+    "make bench": "minutes on a quiet machine; tests/test_bench.py runs each benchmark script, briefly",
     "export MNIST_LAB_DATA_DIR=": "the suite sets it for every command",
     "sudo ": "tests/test_slurm.py and .ci/run bring up the local SLURM cluster",
     "hydra/launcher=slurm_cpu": "tests/test_slurm.py submits these to the local SLURM cluster",
