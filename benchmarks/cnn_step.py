@@ -141,6 +141,16 @@ def logit_gap(variant: nn.Module, base: nn.Module, x: Tensor, memory_format: tor
     return gap.item()
 
 
+def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a square torch.mm: about the most this CPU's cores compute in that precision."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def timed(steppers: dict[str, Stepper], data: list[tuple[Tensor, Tensor]], rounds: int) -> dict[str, float]:
     """Median ms per step of each variant, measured in turns."""
     for stepper in steppers.values():  # warm-up (and compilation)
@@ -175,7 +185,8 @@ def main() -> None:
         f"`python benchmarks/cnn_step.py --steps {args.steps} --rounds {args.rounds}"
         f"{' --compile' if args.compile else ''}` on {datetime.date.today()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; ms per training step of batch 128 "
-        f"(median of {args.rounds} blocks of {args.steps} steps, variants in turns).",
+        f"(median of {args.rounds} blocks of {args.steps} steps, variants in turns). torch.mm of 2048²: "
+        f"{matmul_rate(torch.float32):.0f} GFLOP/s fp32, {matmul_rate(torch.bfloat16):.0f} GFLOP/s bf16.",
         "",
     ]
     for precision, bf16 in (("bf16-mixed", True), ("32-true", False)):
