@@ -34,8 +34,7 @@ from mnist_lab.train import keep_freed_memory
 
 class BlockMaxPool(nn.Module):
     """2×2 max-pooling as a reshape and a max over the two small axes: the same forward values; the
-    gradient goes to the maximum (split between exact ties, which after a ReLU are zeros, whose gradient
-    the ReLU drops anyway)."""
+    gradient goes to the maximum, split between exact ties (max_pool2d gives it to the first)."""
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape

@@ -10,6 +10,7 @@ excluded), images per epoch and the test accuracy at the end.
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ class EpochTimes(keras.callbacks.Callback):
         self.seconds[-1] = time.perf_counter() - self.started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.seconds[-1] != self.seconds[-1]:  # no validation this epoch
+        if math.isnan(self.seconds[-1]):  # no validation this epoch
             self.seconds[-1] = time.perf_counter() - self.started
 
 

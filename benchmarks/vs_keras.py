@@ -38,7 +38,12 @@ CONTENDERS = {
 
 
 def keras_run(python: str, model: str, epochs: int, images: int | None, data_root: str) -> tuple[list, float]:
-    command = [python, "benchmarks/keras_seed.py", f"--model={model}", f"--epochs={epochs}"]
+    command = [
+        python,
+        str(Path(__file__).with_name("keras_seed.py")),
+        f"--model={model}",
+        f"--epochs={epochs}",
+    ]
     command += [f"--data-root={data_root}"] + ([f"--images={images}"] if images else [])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
