@@ -90,8 +90,9 @@ def test_vs_keras_times_the_seeds_keras_code_and_mnist_lab_per_image(
     assert "(Keras: tensorflow-cpu 2.21.0, keras " in text
     (row,) = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| mlp | 32 |")]
     (keras, keras_mean), (ours, ours_mean), ratios = (cell.split(" / ") for cell in row[3:6])
-    assert float(ratios[0].strip(" *×")) == pytest.approx(float(keras) / float(ours), abs=0.006)
-    assert float(ratios[1].strip(" ×")) == pytest.approx(float(keras_mean) / float(ours_mean), abs=0.006)
+    # the table rounds ms/image to 3 decimals (~0.06 ms/image here): ratios agree to ~1 %
+    assert float(ratios[0].strip(" *×")) == pytest.approx(float(keras) / float(ours), rel=0.02)
+    assert float(ratios[1].strip(" ×")) == pytest.approx(float(keras_mean) / float(ours_mean), rel=0.02)
     assert float(ours) <= float(ours_mean) and float(keras) <= float(keras_mean)
     # each side trained: better than guessing after 2,000 images (63 steps of 32)
     keras_acc, ours_acc = (float(acc) for acc in row[6].split(" / "))
