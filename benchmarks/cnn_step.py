@@ -59,9 +59,11 @@ def keras_order(net: nn.Sequential) -> nn.Sequential:
     return net
 
 
-def torch_layers(net: nn.Sequential) -> nn.Sequential:
-    """torch's own Dropout and Flatten."""
-    net = swapped(net, Dropout, lambda d: nn.Dropout(d.p))
+def torch_dropout(net: nn.Sequential) -> nn.Sequential:
+    return swapped(net, Dropout, lambda d: nn.Dropout(d.p))
+
+
+def torch_flatten(net: nn.Sequential) -> nn.Sequential:
     return swapped(net, Flatten, lambda _: nn.Flatten())
 
 
@@ -72,14 +74,10 @@ def variants(base: nn.Sequential, compile_too: bool) -> dict[str, Variant]:
     last = torch.channels_last
     found = {
         "project": (copy.deepcopy(base), last, True),
-        "before: all four undone": (keras_order(torch_layers(base)), last, False),
+        "before: all four undone": (keras_order(torch_flatten(torch_dropout(base))), last, False),
         "glibc's malloc defaults": (copy.deepcopy(base), last, False),
-        "nn.Dropout (bernoulli_ masks)": (swapped(base, Dropout, lambda d: nn.Dropout(d.p)), last, True),
-        "nn.Flatten (NCHW gradient into the pool)": (
-            swapped(base, Flatten, lambda _: nn.Flatten()),
-            last,
-            True,
-        ),
+        "nn.Dropout (bernoulli_ masks)": (torch_dropout(base), last, True),
+        "nn.Flatten (NCHW gradient into the pool)": (torch_flatten(base), last, True),
         "ReLU before the max-pool": (keras_order(base), last, True),
         "NCHW (contiguous)": (copy.deepcopy(base), torch.contiguous_format, True),
         "max-pool as reshape + amax": (swapped(base, nn.MaxPool2d, lambda _: BlockMaxPool()), last, True),

@@ -29,8 +29,8 @@ def idx(path: Path) -> np.ndarray:
 
 
 def load_data(root: str, images: int | None) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """What keras.datasets.mnist.load_data() returns, from the files torchvision lays out (no download);
-    the first `images` training images only, if given."""
+    """What keras.datasets.mnist.load_data() returns, from the files torchvision lays out (no download;
+    mnist_lab.datasets is not installed beside TensorFlow); the first `images` training images if given."""
     raw = Path(root) / "MNIST" / "raw"
     return (
         (idx(raw / "train-images-idx3-ubyte")[:images], idx(raw / "train-labels-idx1-ubyte")[:images]),

@@ -4,6 +4,7 @@ import json
 import resource
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -89,3 +90,27 @@ def test_a_cpu_run_keeps_freed_memory_for_the_next_step() -> None:
     keep_freed_memory()
     page_faults_per_step()
     assert page_faults_per_step() < glibc_defaults / 20, glibc_defaults  # ~8,000 a step, then a few
+
+
+def test_a_cpu_training_run_reuses_its_memory_step_after_step(tmp_path: Path, real_data_root: Path) -> None:
+    """The run itself sets it: glibc starts from its defaults here, as in a fresh process."""
+    keep_freed_memory(False)
+    faults: list[int] = []
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+            if trainer.global_step in (4, 8):  # after the first steps' allocations
+                faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+    cfg = compose_config(
+        "model=cnn",
+        "trainer.precision=32-true",
+        "trainer.max_steps=9",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "logger=none",
+        f"paths.output_dir={tmp_path}",
+        f"data.root={real_data_root}",
+    )
+    train(cfg, [Probe()])
+    assert (faults[1] - faults[0]) / 4 < 1000  # glibc's defaults: ~8,000 page faults a CNN step
