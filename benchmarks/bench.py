@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -35,6 +36,11 @@ from mnist_lab.callbacks import EpochTimer
 from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
 from mnist_lab.report import mean_std
 from mnist_lab.train import build_module, train, versions
+
+
+class Runs(NamedTuple):
+    seconds: list[float]
+    accuracies: list[float]
 
 
 def config(*overrides: str) -> DictConfig:
@@ -145,22 +151,28 @@ def timed(seconds: list[float]) -> float:
     return min(seconds[1:] if len(seconds) > 1 else seconds)
 
 
-def speedrun(seeds: int, accelerator: str) -> str:
-    """`experiment=speedrun` over several seeds: training seconds and test accuracy, mean ± std."""
-    seconds, accuracies = [], []
+def speedruns(variants: dict[str, list[str]], seeds: int, accelerator: str) -> dict[str, Runs]:
+    """`experiment=speedrun` with each variant's overrides, seed by seed and variant by variant in turn (a
+    slow spell hits every variant alike): training seconds (validation excluded) and test accuracies."""
+    runs = {name: Runs([], []) for name in variants}
     for seed in range(seeds):
-        cfg = config("experiment=speedrun", f"seed={seed}", f"trainer.accelerator={accelerator}")
-        epoch_seconds, acc = lightning_run(cfg)
-        seconds.append(sum(epoch_seconds))
-        accuracies.append(acc)
-        print(f"speedrun seed {seed}: {seconds[-1]:.2f} s of training · test acc {acc:.4f}", flush=True)
-    per_seed = " ".join(f"{100 * a:.2f}" for a in accuracies)
-    cells = [
-        f"speedrun ({seeds} seeds)",
-        f"{mean_std(seconds)} s",
-        f"{mean_std(accuracies, 100)} %",
-        per_seed,
-    ]
+        for name, overrides in variants.items():
+            cfg = config(
+                "experiment=speedrun", f"seed={seed}", f"trainer.accelerator={accelerator}", *overrides
+            )
+            epoch_seconds, acc = lightning_run(cfg)
+            runs[name].seconds.append(sum(epoch_seconds))
+            runs[name].accuracies.append(acc)
+            print(
+                f"{name} seed {seed}: {sum(epoch_seconds):.2f} s of training · test acc {acc:.4f}", flush=True
+            )
+    return runs
+
+
+def speedrun_row(name: str, runs: Runs, *extra: str) -> str:
+    """| name | training time | test accuracy | *extra | per seed |"""
+    per_seed = " ".join(f"{100 * a:.2f}" for a in runs.accuracies)
+    cells = [name, f"{mean_std(runs.seconds)} s", f"{mean_std(runs.accuracies, 100)} %", *extra, per_seed]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -226,7 +238,8 @@ def main() -> None:
     )
     if args.speedrun_seeds:
         table += "\n\n| run | training time | test accuracy | per seed |\n| --- | --- | --- | --- |\n"
-        table += speedrun(args.speedrun_seeds, args.accelerator)
+        runs = speedruns({"speedrun": []}, args.speedrun_seeds, args.accelerator)["speedrun"]
+        table += speedrun_row(f"speedrun ({args.speedrun_seeds} seeds)", runs)
     options = [
         f"--models {' '.join(args.models)}",
         f"--epochs {args.epochs}",

@@ -7,6 +7,7 @@ Penultimate reads the features a network has learned (viz, the TensorBoard proje
 
 import torch
 from torch import Tensor, nn
+from torchvision.transforms import CenterCrop
 
 
 def keras_init(module: nn.Module) -> None:
@@ -106,7 +107,9 @@ class ConvNet(nn.Sequential):
 
     The ReLU runs after the max-pool, the same function on a quarter of the elements. pool_first pools
     straight after each convolution (airbench's order), so batch norm works on a quarter of the elements
-    too: another network, ~1.15× faster (the speedrun's).
+    too: another network, ~1.15× faster (the speedrun's). crop=24 makes the first layer a center crop:
+    MNIST's digits sit in the middle 20×20 pixels, so the network skips the empty border and computes
+    on 24×24 pixels instead of 28×28 (the speedrun's too).
     """
 
     def __init__(
@@ -115,9 +118,10 @@ class ConvNet(nn.Sequential):
         dropout: float = 0.0,
         num_classes: int = 10,
         pool_first: bool = False,
+        crop: int | None = None,
     ) -> None:
-        layers: list[nn.Module] = []
-        channels, size = 1, 28
+        layers: list[nn.Module] = [CenterCrop(crop)] if crop else []
+        channels, size = 1, crop or 28
         for width in widths:
             conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
             norm, pool = nn.BatchNorm2d(width), nn.MaxPool2d(2)

@@ -99,3 +99,35 @@ def test_vs_keras_times_the_seeds_keras_code_and_mnist_lab_per_image(
     assert keras_acc > 0.8 and ours_acc > 0.8
     for side in ("Keras (TF, fp32)", "mnist_lab"):
         assert f"mlp · {side} · round 0: " in done.stdout
+
+
+def test_speedrun_variants_train_in_turns_beside_the_speedrun(real_data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    tiny = (
+        f"trainer.limit_train_batches=3 trainer.limit_test_batches=2 logger=none data.root={real_data_root}"
+    )
+    command = [sys.executable, "benchmarks/speedrun.py", "--seeds", "2", "--overrides", tiny]
+    command += ["--write", str(out), "batch 128: data.batch_size=128", "no crop: model.crop=null"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    order = [line.split(":")[0] for line in done.stdout.splitlines() if " s of training · " in line]
+    names = ["speedrun", "batch 128", "no crop"]
+    assert order == [f"{name} seed {seed}" for seed in (0, 1) for name in names]
+    rows = [line.strip("|").split("|") for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    assert [row[0].strip() for row in rows] == [
+        "speedrun",
+        "batch 128: `data.batch_size=128`",
+        "no crop: `model.crop=null`",
+    ]
+    base = float(rows[0][1].split()[0])
+    for row in rows:
+        mean = float(row[1].split()[0])  # the table rounds seconds to 0.01, ratios to 0.01
+        assert (
+            (mean - 0.005) / (base + 0.005) - 0.005
+            <= float(row[3])
+            <= (mean + 0.005) / (base - 0.005) + 0.005
+        )
+        assert len(row[4].split()) == 2  # one accuracy per seed
+
+    bad = subprocess.run([*command[:2], "no name"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "write a variant as 'NAME: OVERRIDE ...'" in bad.stderr

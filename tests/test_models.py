@@ -64,5 +64,15 @@ def test_cnn_computes_keras_order_with_torch_layers() -> None:
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
-def test_convnet_pool_first_has_the_same_parameters() -> None:
-    assert count_parameters(ConvNet(pool_first=True)) == count_parameters(ConvNet()) == 104_426
+def test_convnet_pool_first_and_crop_keep_the_parameters() -> None:
+    sizes = [count_parameters(ConvNet(pool_first=True)), count_parameters(ConvNet(crop=24)), 104_426]
+    assert sizes == [count_parameters(ConvNet())] * 3
+
+
+def test_convnet_crop_reads_only_the_middle_of_the_image() -> None:
+    net = ConvNet((8, 16), crop=24).eval()
+    x = torch.randn(4, 1, 28, 28)
+    border = torch.ones_like(x, dtype=torch.bool)
+    border[:, :, 2:26, 2:26] = False
+    assert torch.equal(net(x), net(x.masked_fill(border, 0.0)))
+    assert not torch.equal(net(x), net(x.masked_fill(~border, 0.0)))
