@@ -192,6 +192,14 @@ def header(device: str) -> str:
     return f"{machine()} · {device} · " + " · ".join(f"{k} {v}" for k, v in versions().items())
 
 
+def publish(block: str, markdown: Path | None) -> None:
+    """Print a benchmark's block and append it to the Markdown file, if one is named (`--write`)."""
+    print("\n" + block)
+    if markdown:
+        with markdown.open("a") as f:
+            f.write("\n" + block)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
@@ -247,11 +255,7 @@ def main() -> None:
         f"--speedrun-seeds {args.speedrun_seeds}",
     ]
     command = " ".join(["python benchmarks/bench.py", *options, *args.overrides])
-    block = f"{datetime.date.today()} · {first_line}\n\n`{command}`\n\n{table}\n"
-    print("\n" + block)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + block)
+    publish(f"{datetime.date.today()} · {first_line}\n\n`{command}`\n\n{table}\n", args.write)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import shlex
 import statistics
 from pathlib import Path
 
-from bench import header, speedrun_row, speedruns
+from bench import header, publish, speedrun_row, speedruns
 
 
 def variant(text: str) -> tuple[str, list[str]]:
@@ -63,11 +63,9 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
         *rows,
     ]
-    block = f"{datetime.date.today()} · {first_line}\n\n`{command}`\n\n" + "\n".join(table) + "\n"
-    print("\n" + block)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + block)
+    publish(
+        f"{datetime.date.today()} · {first_line}\n\n`{command}`\n\n" + "\n".join(table) + "\n", args.write
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from bench import config, header
+from bench import config, header, publish
 from omegaconf import DictConfig
 
 from mnist_lab.data import DeviceLoader, ShardedBatches
@@ -121,10 +121,7 @@ def main() -> None:
             "| " + " | ".join(map(str, cells)) + " |",
         ]
     )
-    print("\n" + block)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + block + "\n")
+    publish(block + "\n", args.write)
 
 
 if __name__ == "__main__":

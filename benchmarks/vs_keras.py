@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import header
+from bench import header, publish
 
 BATCH = {"mlp": 32, "cnn": 128}  # both sides: the tutorial's default and mnist_cnn's batch_size
 KERAS = "Keras (TF, fp32)"
@@ -117,10 +117,7 @@ def main() -> None:
     command = " ".join(["python benchmarks/vs_keras.py", *options])
     keras = keras_version(args.keras_python)
     block = f"{datetime.date.today()} · {first_line}\n\n`{command}` (Keras: {keras})\n\n{table}\n"
-    print("\n" + block)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + block)
+    publish(block, args.write)
 
 
 def keras_version(python: str) -> str:
