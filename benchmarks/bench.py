@@ -161,11 +161,10 @@ def speedruns(variants: dict[str, list[str]], seeds: int, accelerator: str) -> d
                 "experiment=speedrun", f"seed={seed}", f"trainer.accelerator={accelerator}", *overrides
             )
             epoch_seconds, acc = lightning_run(cfg)
-            runs[name].seconds.append(sum(epoch_seconds))
+            seconds = sum(epoch_seconds)
+            runs[name].seconds.append(seconds)
             runs[name].accuracies.append(acc)
-            print(
-                f"{name} seed {seed}: {sum(epoch_seconds):.2f} s of training · test acc {acc:.4f}", flush=True
-            )
+            print(f"{name} seed {seed}: {seconds:.2f} s of training · test acc {acc:.4f}", flush=True)
     return runs
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="*", type=variant, help="'NAME: OVERRIDE ...'")
     args = parser.parse_args()
 
-    first_line = header(args.accelerator)
+    first_line = header("cuda" if args.accelerator == "gpu" else "cpu")  # the device, as bench.py names it
     print(first_line, flush=True)
     variants = dict([("speedrun", []), *args.variants])
     runs = speedruns({name: args.overrides + o for name, o in variants.items()}, args.seeds, args.accelerator)
