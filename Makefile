@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/MNIST/raw),)
 export MNIST_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install data train test lint format bench bench-keras keras-venv report tensorboard screenshots clean
+.PHONY: install data train test lint format bench bench-keras keras-venv gpu-wheels report tensorboard screenshots clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,10 @@ $(KERAS_VENV)/.installed:
 
 bench-keras: data keras-venv
 	$(BIN)/python benchmarks/vs_keras.py --keras-python $(KERAS_VENV)/bin/python --write BENCHMARKS.md
+
+# What a bare GPU image lacks (Hydra and its parser), as pure-Python wheels in .whl/ for scripts/gpu_check.sh
+gpu-wheels: install
+	$(BIN)/pip wheel --quiet --no-deps -w .whl hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3
 
 report: install
 	$(BIN)/python -m mnist_lab.report runs=$(SWEEP)

@@ -34,8 +34,9 @@ from torch import Tensor
 
 from mnist_lab.callbacks import EpochTimer
 from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
+from mnist_lab.hardware import cpu_kind
 from mnist_lab.report import mean_std
-from mnist_lab.train import build_module, train, versions
+from mnist_lab.train import build_module, settle_precision, train, versions
 
 
 class Runs(NamedTuple):
@@ -183,7 +184,7 @@ def machine() -> str:
             line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
         ]
         cpu = names[0] if names else cpu
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    return f"{cpu} ({cpu_kind()}), {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
 
 
 def header(device: str) -> str:
@@ -220,6 +221,7 @@ def main() -> None:
             f"trainer.max_epochs={args.epochs}",
             *args.overrides,
         )
+        settle_precision(cfg)  # (b) computes in the precision (c) runs in
         plain = {name: PlainLoop(cfg, device, baseline=name == "a") for name in ("a", "b")}
         seconds_c, acc_c = lightning_run(cfg, [Interleaved(list(plain.values()))])
         runs = {name: (loop.seconds, loop.test_accuracy()) for name, loop in plain.items()}
@@ -229,7 +231,14 @@ def main() -> None:
             print(f"{model} ({name}): {epochs} s/epoch · test acc {acc:.4f}", flush=True)
             runs[name] = (timed(seconds), acc)
         (a, acc_a), (b, acc_b), (c, acc_c) = runs["a"], runs["b"], runs["c"]
-        cells = [model, cfg.data.batch_size, f"{a:.2f}", f"{b:.2f}", f"{c:.2f}", f"**{a / c:.2f}×**"]
+        cells = [
+            f"{model} ({cfg.trainer.precision})",
+            cfg.data.batch_size,
+            f"{a:.2f}",
+            f"{b:.2f}",
+            f"{c:.2f}",
+            f"**{a / c:.2f}×**",
+        ]
         per_step = (c - b) / len(plain["b"].train_loader) * 1e6  # the loop runs one optimizer step per batch
         cells += [f"{c / b:.3f}", f"{per_step:.0f} µs", f"{acc_a:.4f} / {acc_b:.4f} / {acc_c:.4f}"]
         rows.append("| " + " | ".join(map(str, cells)) + " |")

@@ -1,12 +1,13 @@
 """Where the Keras CNN's training step spends its time on this CPU, and what each idea changes.
 
-For each precision (bf16 autocast, fp32): a torch.profiler trace of the plain training step (the project's
-CNN, Adadelta lr 1.0, batch 128, the on-device batches of the default loader) lists the operators by
-self CPU time; then variants of the same network — the same layers, parameters and dropout rates, each
-undoing one of the project's choices or trying another — are timed in turns (one block of steps each,
-round after round), so that a slow spell of the machine hits all alike, and the median time per step is
-compared with the project's step. The first variant undoes them all: the step before they were made.
-`python benchmarks/cnn_step.py [--steps N] [--rounds R] [--compile] [--write BENCHMARKS.md]`.
+For each precision (fp32, and bf16 autocast where the CPU has native bf16): a torch.profiler trace of the
+plain training step (the project's CNN, Adadelta lr 1.0, batch 128, the on-device batches of the default
+loader) lists the operators by self CPU time; then variants of the same network — the same layers,
+parameters and dropout rates, each undoing one of the project's choices or trying another — are timed in
+turns (one block of steps each, round after round), so that a slow spell of the machine hits all alike,
+and the median time per step is compared with the project's step. The first variant undoes them all: the
+step before they were made.
+`python benchmarks/cnn_step.py [--steps N] [--rounds R] [--precision P ...] [--compile] [--write FILE]`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +30,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from mnist_lab.data import DeviceLoader, ShardedBatches
 from mnist_lab.datasets import DATASETS, load_split
+from mnist_lab.hardware import auto_precision, cpu_kind, cpu_threads, keep_freed_memory, matmul_gflops
 from mnist_lab.models import CNN, Dropout, Flatten
-from mnist_lab.train import keep_freed_memory
 
 
 class BlockMaxPool(nn.Module):
@@ -67,34 +69,41 @@ def torch_flatten(net: nn.Sequential) -> nn.Sequential:
     return swapped(net, Flatten, lambda _: nn.Flatten())
 
 
-Variant = tuple[nn.Module, torch.memory_format, bool]  # network, memory format, keep freed memory
+class Variant(NamedTuple):
+    net: nn.Module
+    memory_format: torch.memory_format = torch.channels_last
+    keep_freed_memory: bool = True
+    threads: int | None = None  # None: the run's (hardware.cpu_threads)
 
 
 def variants(base: nn.Sequential, compile_too: bool) -> dict[str, Variant]:
-    last = torch.channels_last
     found = {
-        "project": (copy.deepcopy(base), last, True),
-        "before: all four undone": (keras_order(torch_flatten(torch_dropout(base))), last, False),
-        "glibc's malloc defaults": (copy.deepcopy(base), last, False),
-        "nn.Dropout (bernoulli_ masks)": (torch_dropout(base), last, True),
-        "nn.Flatten (NCHW gradient into the pool)": (torch_flatten(base), last, True),
-        "ReLU before the max-pool": (keras_order(base), last, True),
-        "NCHW (contiguous)": (copy.deepcopy(base), torch.contiguous_format, True),
-        "max-pool as reshape + amax": (swapped(base, nn.MaxPool2d, lambda _: BlockMaxPool()), last, True),
+        "project": Variant(copy.deepcopy(base)),
+        "before: all four undone": Variant(
+            keras_order(torch_flatten(torch_dropout(base))), keep_freed_memory=False
+        ),
+        "glibc's malloc defaults": Variant(copy.deepcopy(base), keep_freed_memory=False),
+        "nn.Dropout (bernoulli_ masks)": Variant(torch_dropout(base)),
+        "nn.Flatten (NCHW gradient into the pool)": Variant(torch_flatten(base)),
+        "ReLU before the max-pool": Variant(keras_order(base)),
+        "NCHW (contiguous)": Variant(copy.deepcopy(base), torch.contiguous_format),
+        "max-pool as reshape + amax": Variant(swapped(base, nn.MaxPool2d, lambda _: BlockMaxPool())),
+        "one torch thread": Variant(copy.deepcopy(base), threads=1),
     }
     if compile_too:
-        found["torch.compile (inductor)"] = (torch.compile(copy.deepcopy(base)), last, True)
+        found["torch.compile (inductor)"] = Variant(torch.compile(copy.deepcopy(base)))
     return found
 
 
 class Stepper:
     """The plain training step of one variant: forward under autocast, cross-entropy, backward, Adadelta."""
 
-    def __init__(self, net: nn.Module, memory_format: torch.memory_format, keep: bool, bf16: bool) -> None:
-        self.net = net.to(memory_format=memory_format).train()
-        self.memory_format = memory_format
-        self.keep_freed_memory = keep
-        self.optimizer = torch.optim.Adadelta(net.parameters(), lr=1.0, eps=1e-7)
+    def __init__(self, variant: Variant, bf16: bool) -> None:
+        self.net = variant.net.to(memory_format=variant.memory_format).train()
+        self.memory_format = variant.memory_format
+        self.keep_freed_memory = variant.keep_freed_memory
+        self.threads = variant.threads or cpu_threads(1)
+        self.optimizer = torch.optim.Adadelta(self.net.parameters(), lr=1.0, eps=1e-7)
         self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def step(self, x: Tensor, y: Tensor) -> None:
@@ -138,16 +147,6 @@ def logit_gap(variant: nn.Module, base: nn.Module, x: Tensor, memory_format: tor
     return gap.item()
 
 
-def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a square torch.mm: about the most this CPU's cores compute in that precision."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def timed(steppers: dict[str, Stepper], data: list[tuple[Tensor, Tensor]], rounds: int) -> dict[str, float]:
     """Median ms per step of each variant, measured in turns."""
     for stepper in steppers.values():  # warm-up (and compilation)
@@ -157,11 +156,13 @@ def timed(steppers: dict[str, Stepper], data: list[tuple[Tensor, Tensor]], round
     for _ in range(rounds):
         for name, stepper in steppers.items():
             keep_freed_memory(stepper.keep_freed_memory)
+            torch.set_num_threads(stepper.threads)
             start = time.perf_counter()
             for x, y in data:
                 stepper.step(x, y)
             blocks[name].append((time.perf_counter() - start) * 1000 / len(data))
     keep_freed_memory()
+    torch.set_num_threads(cpu_threads(1))
     return {name: statistics.median(values) for name, values in blocks.items()}
 
 
@@ -169,10 +170,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="steps per block")
     parser.add_argument("--rounds", type=int, default=5, help="blocks per variant")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["bf16-mixed", "32-true"],
+        help="default: 32-true, and bf16-mixed first where the CPU has native bf16 (emulated: ~10× slower)",
+    )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
     parser.add_argument("--write", type=Path, help="append the tables to this Markdown file")
     parser.add_argument("--data-root", default=os.environ.get("MNIST_LAB_DATA_DIR", "data"))
     args = parser.parse_args()
+    precisions = args.precision or list(dict.fromkeys([auto_precision("cpu")[0], "32-true"]))
     keep_freed_memory()  # as a training run does
     torch.manual_seed(0)
     loader = iter(batches(args.data_root))
@@ -180,16 +188,19 @@ def main() -> None:
     base = CNN()
     lines = [
         f"`python benchmarks/cnn_step.py --steps {args.steps} --rounds {args.rounds}"
-        f"{' --compile' if args.compile else ''}` on {datetime.date.today()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; ms per training step of batch 128 "
-        f"(median of {args.rounds} blocks of {args.steps} steps, variants in turns). torch.mm of 2048²: "
-        f"{matmul_rate(torch.float32):.0f} GFLOP/s fp32, {matmul_rate(torch.bfloat16):.0f} GFLOP/s bf16.",
+        f"{' --precision ' + ' '.join(args.precision) if args.precision else ''}"
+        f"{' --compile' if args.compile else ''}` on {datetime.date.today()}, {cpu_kind()} CPU, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; ms per "
+        f"training step of batch 128 (median of {args.rounds} blocks of {args.steps} steps, variants in "
+        f"turns). torch.mm of 512²: {matmul_gflops(torch.float32):.0f} GFLOP/s fp32, "
+        f"{matmul_gflops(torch.bfloat16):.1f} GFLOP/s bf16.",
         "",
     ]
-    for precision, bf16 in (("bf16-mixed", True), ("32-true", False)):
+    for precision in precisions:
+        bf16 = precision == "bf16-mixed"
         built = variants(base, args.compile)
-        gaps = {name: logit_gap(net, base, data[0][0], fmt) for name, (net, fmt, _) in built.items()}
-        steppers = {name: Stepper(net, fmt, keep, bf16) for name, (net, fmt, keep) in built.items()}
+        gaps = {name: logit_gap(v.net, base, data[0][0], v.memory_format) for name, v in built.items()}
+        steppers = {name: Stepper(variant, bf16) for name, variant in built.items()}
         ops = top_ops(steppers["project"], data)
         ms = timed(steppers, data, args.rounds)
         reference = ms["project"]

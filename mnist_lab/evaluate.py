@@ -13,7 +13,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lab import checkpoints
+from mnist_lab import checkpoints, hardware
 from mnist_lab.errors import one_line_errors
 from mnist_lab.models import count_parameters
 from mnist_lab.module import Classifier
@@ -23,7 +23,10 @@ log = logging.getLogger("mnist_lab")
 
 
 def evaluate(
-    ckpt_path: str | Path, data_root: str | None = None, accelerator: str = "auto"
+    ckpt_path: str | Path,
+    data_root: str | None = None,
+    accelerator: str = "auto",
+    precision: str | None = None,
 ) -> dict[str, Any]:
     checkpoint = checkpoints.load(ckpt_path)
     run = OmegaConf.create(checkpoint["config"])
@@ -31,10 +34,15 @@ def evaluate(
         run.data.root = data_root
     module = Classifier(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
+    if precision is None:
+        precision, why = hardware.replay_precision(run.trainer.precision, accelerator)
+    else:
+        precision, why = hardware.choose_precision(precision, accelerator)
+    log.info("precision %s (%s)", precision, why)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
-        precision=run.trainer.precision,  # as the run tested it, so the numbers match to the last digit
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -49,6 +57,7 @@ def evaluate(
         "dataset": run.data.name,
         "model": type(module.net).__name__.lower(),
         "seed": run.seed,
+        "precision": precision,
         "device": device_name(trainer),
         "versions": versions(),
     }
@@ -57,7 +66,7 @@ def evaluate(
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        results = evaluate(cfg.ckpt_path, cfg.data.root, cfg.accelerator)
+        results = evaluate(cfg.ckpt_path, cfg.data.root, cfg.accelerator, cfg.precision)
     output_dir = Path(cfg.paths.output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(

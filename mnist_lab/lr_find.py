@@ -22,7 +22,7 @@ from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
 from mnist_lab.errors import UserError
-from mnist_lab.train import build_module, check_config
+from mnist_lab.train import build_module, check_config, settle_precision
 
 log = logging.getLogger("mnist_lab")
 
@@ -45,6 +45,7 @@ def steepest_fall(results: dict[str, list[float]], skip_begin: int = 10, skip_en
 def find_lr(cfg: DictConfig) -> tuple[float, Path]:
     """The suggested learning rate, and the plot of loss against learning rate."""
     check_config(cfg)
+    settle_precision(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     trainer = instantiate(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -28,7 +26,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, Stocha
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lab import checkpoints
+from mnist_lab import checkpoints, hardware
 from mnist_lab.callbacks import EpochTimer, RunRecord, SaveOnInterrupt
 from mnist_lab.dashboards import TestDashboard, record_experiment
 from mnist_lab.data import MNISTDataModule
@@ -59,10 +57,20 @@ def build_module(cfg: DictConfig) -> Classifier:
     )
 
 
+def settle_precision(cfg: DictConfig) -> str:
+    """Make `trainer.precision=auto` the device's fast precision (hardware.choose_precision), so that
+    checkpoints and results.json record what ran; log and return why."""
+    cfg.trainer.precision, why = hardware.choose_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    log.info("precision %s (%s)", cfg.trainer.precision, why)
+    return why
+
+
 def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """The configured Trainer. The flags that switch off the logger or the progress bar win over the
     callbacks config: Lightning refuses a LearningRateMonitor without a logger and a progress bar
     callback with `enable_progress_bar=false`."""
+    if cfg.trainer.precision == "auto":
+        settle_precision(cfg)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not loggers:
@@ -114,16 +122,14 @@ def check_config(cfg: DictConfig) -> None:
     if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
         raise ConfigError(f"optimizer.lr={lr!r}: must be a positive number")
     accelerator, devices = cfg.trainer.accelerator, cfg.trainer.devices
-    wants_gpu = accelerator in ("gpu", "cuda")
-    if wants_gpu and not torch.cuda.is_available():
+    if accelerator in ("gpu", "cuda", "mps") and hardware.device_type(accelerator) == "cpu":
         raise ConfigError(
-            f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine; "
+            f"trainer.accelerator={accelerator} but torch sees no GPU (CUDA or Apple MPS) on this machine; "
             "use trainer.accelerator=cpu (or auto)"
         )
-    if wants_gpu and isinstance(devices, int) and devices > torch.cuda.device_count():
-        raise ConfigError(
-            f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s)"
-        )
+    gpus = {"cuda": torch.cuda.device_count(), "mps": 1}.get(hardware.device_type(accelerator))
+    if gpus is not None and accelerator != "auto" and isinstance(devices, int) and devices > gpus:
+        raise ConfigError(f"trainer.devices={devices} but this machine has {gpus} GPU(s)")
 
 
 def resume_from(cfg: DictConfig) -> Path | None:
@@ -153,34 +159,6 @@ def isolated_job() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def cpu_threads(local_processes: int) -> int:
-    """Torch threads for each process of a CPU run: torch's default, capped by the CPUs the process may
-    use (a SLURM task's allocation, else its affinity shared among the processes on this machine)."""
-    if os.environ.get("SLURM_CPUS_PER_TASK"):  # an allocation of its own for each task (rank)
-        cpus = int(os.environ["SLURM_CPUS_PER_TASK"])
-    else:
-        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-        cpus = len(affinity) // local_processes
-    return max(1, min(torch.get_num_threads(), cpus))
-
-
-def keep_freed_memory(keep: bool = True) -> None:
-    """Let glibc keep the memory a training step frees for the next step. By default it hands every freed
-    block over ~128 KiB (an activation, a gradient) back to the system, so each step maps its tensors
-    anew and pays a page fault on the first touch of every page: ~8,000 a Keras CNN step, which then
-    takes ~1.2x longer (BENCHMARKS.md). The setting stays for the process; keep=False restores
-    glibc's defaults. Other C libraries (macOS, musl) are left as they are."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if not hasattr(libc, "mallopt"):
-        return
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    # blocks up to 32 MiB (glibc's largest threshold) come from the heap, which keeps up to 1 GiB free
-    libc.mallopt(m_mmap_threshold, 32 << 20 if keep else 128 << 10)
-    libc.mallopt(m_trim_threshold, 1 << 30 if keep else 128 << 10)
-    libc.mallopt(m_top_pad, 64 << 20 if keep else 0)
-
-
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     with isolated_job():
         return fit_and_test(cfg, callbacks)
@@ -207,6 +185,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     results.json holds."""
     check_config(cfg)
     ckpt_path = resume_from(cfg)
+    precision_reason = settle_precision(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = instantiate(cfg.data)
@@ -221,11 +200,11 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         # NVML anew (~40 µs, 3 % of an MLP step). A CPU run has no CUDA to protect; isolated_job()
         # restores the variable afterwards.
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-        torch.set_num_threads(cpu_threads(trainer.num_devices if trainer.world_size > 1 else 1))
+        torch.set_num_threads(hardware.cpu_threads(trainer.num_devices if trainer.world_size > 1 else 1))
         # Lightning's DDP launch sets torch's threads again (the affinity over the local processes, all
         # CPUs of a SLURM node without CPU binding) unless OMP_NUM_THREADS is set: keep the allocation's.
         os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
-        keep_freed_memory()
+        hardware.keep_freed_memory()
     if trainer.world_size > 1:
         os.environ[DDP_CONFIG] = json.dumps(run_config)
         share_with_torchrun_ranks(run_config)
@@ -258,6 +237,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         "tested": tested_weights,
         "batch_size": cfg.data.batch_size,
         "precision": str(cfg.trainer.precision),
+        "precision_reason": precision_reason,
         "device": device_name(trainer),
         "versions": versions(),
         "output_dir": str(output_dir),

@@ -4,6 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+# pytest-xdist runs one test process per core (`-n auto` in pyproject.toml): each, and the runs it starts,
+# gets one torch thread, so that no two multi-threaded torch processes fight over a core (on 2 cores that
+# makes each many times slower). Set before torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_module

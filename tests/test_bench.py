@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mnist_lab.hardware import cpu_has_native_bf16, cpu_kind
 from tests.conftest import REPO
 
 
@@ -19,7 +20,7 @@ def test_bench_interleaves_the_variants_without_changing_their_arithmetic(
     command += ["--speedrun-seeds", "0", "--write", str(out), f"data.root={real_data_root}"]
     done = subprocess.run([*command, "data.val_size=55000"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    (row,) = [line for line in out.read_text().splitlines() if line.startswith("| mlp | 32 |")]
+    (row,) = [line for line in out.read_text().splitlines() if line.startswith("| mlp (32-true) | 32 |")]
     a, b, c = (float(acc) for acc in row.split("|")[-2].split(" / "))
     assert b == c > 0.85 and a > 0.85  # (b) and (c) take the same steps in between the others' epochs
     for variant in "abc":
@@ -57,12 +58,13 @@ def test_cnn_step_profiles_both_precisions_and_its_variants_compute_the_same(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
-    assert "**bf16-mixed**" in text and "**32-true**" in text and "aten::convolution_backward" in text
-    fp32, bf16 = (float(rate) for rate in re.findall(r"([\d.]+) GFLOP/s (?:fp32|bf16)", text))
-    assert fp32 > 1 and bf16 > 1
+    # bf16 only where the CPU computes it natively (emulated, one bf16 step takes ~10 fp32 steps)
+    expected = ["bf16-mixed", "32-true"] if cpu_has_native_bf16() else ["32-true"]
+    assert re.findall(r"\*\*([\w-]+)\*\*: where", text) == expected
+    assert f", {cpu_kind()} CPU, " in text and "aten::convolution_backward" in text
     rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ") and "×" in line]
-    assert len(rows) == 16, "8 variants per precision"
-    for group in (rows[:8], rows[8:]):
+    assert len(rows) == 9 * len(expected), "9 variants per precision"
+    for group in (rows[i : i + 9] for i in range(0, len(rows), 9)):
         assert group[0][0].strip() == "project"
         reference = float(group[0][1])
         for name, ms, ratio, gap in group:

@@ -1,0 +1,136 @@
+"""What the machine computes fast, and the process settings a run tunes to it.
+
+`trainer.precision=auto` (the default) becomes bf16 where the device has native bf16 arithmetic and fp32
+(or fp16 on GPUs without bf16) elsewhere: on a CPU without AVX512-BF16 or AMX, torch's bf16 matrix
+products are emulated and run hundreds of times slower than fp32, so a bf16 default would make such a
+machine's runs ~10× slower. A CPU run also sets its torch threads and glibc's allocator here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import time
+
+import torch
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+log = logging.getLogger("mnist_lab")
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: the x86 instructions that compute bf16 products in hardware."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def cpu_kind() -> str:
+    """The instruction set torch's CPU kernels use, and native bf16 if any: 'AVX2', 'AVX512 + BF16'."""
+    extras = [
+        name
+        for name, has in (
+            ("BF16", torch.cpu._is_avx512_bf16_supported()),
+            ("AMX", torch.cpu._is_amx_tile_supported()),
+        )
+        if has
+    ]
+    return " + ".join([torch.backends.cpu.get_cpu_capability(), *extras])
+
+
+def device_type(accelerator: str) -> str:
+    """The device Lightning gives `trainer.accelerator`: for `auto` and `gpu` CUDA, else MPS, else the CPU."""
+    if accelerator == "cuda" or (accelerator in ("auto", "gpu") and CUDAAccelerator.is_available()):
+        return "cuda"
+    if accelerator == "mps" or (accelerator in ("auto", "gpu") and MPSAccelerator.is_available()):
+        return "mps"
+    return "cpu"
+
+
+def auto_precision(device: str) -> tuple[str, str]:
+    """The fast precision on this kind of device, and why."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", f"{name} computes bf16"
+        return "16-mixed", f"{name} has no bf16"
+    if device == "mps":
+        if torch.backends.mps.is_macos_or_newer(14, 0):
+            return "bf16-mixed", "MPS computes bf16 from macOS 14"
+        return "16-mixed", "MPS before macOS 14 has no bf16"
+    if cpu_has_native_bf16():
+        return "bf16-mixed", f"this CPU has native bf16 ({cpu_kind()})"
+    return "32-true", f"this CPU has no native bf16 ({cpu_kind()})"
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 512, min_seconds: float = 0.1) -> float:
+    """GFLOP/s of n×n torch.mm on the CPU, repeated for at least min_seconds after a warm-up."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    repeats, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < min_seconds or not repeats:
+        a @ b
+        repeats += 1
+    return 2 * n**3 * repeats / elapsed / 1e9
+
+
+def choose_precision(requested: str, accelerator: str) -> tuple[str, str]:
+    """The precision a run uses and why: `auto` becomes the device's fast one; any other value is kept,
+    with one warning when it asks a CPU for bf16 that the CPU can only emulate."""
+    device = device_type(accelerator)
+    requested = str(requested)
+    if requested == "auto":
+        precision, why = auto_precision(device)
+        return precision, f"auto: {why}"
+    if device == "cpu" and requested.startswith("bf16") and not cpu_has_native_bf16():
+        bf16, fp32 = matmul_gflops(torch.bfloat16, n=256), matmul_gflops(torch.float32, n=256)
+        log.warning(
+            "trainer.precision=%s on a CPU without native bf16 (%s): its bf16 matrix products run %.0f× "
+            "slower than fp32 here (%.1f vs %.0f GFLOP/s), so this run will be many times slower than in "
+            "32-true; trainer.precision=auto (the default) picks 32-true on this CPU",
+            requested,
+            cpu_kind(),
+            fp32 / bf16,
+            bf16,
+            fp32,
+        )
+    return requested, "set by trainer.precision"
+
+
+def replay_precision(trained: str, accelerator: str) -> tuple[str, str]:
+    """The precision to run a trained network in: the run's own, so that its numbers reproduce to the
+    last digit, unless that is bf16 which this device can only emulate; then auto's choice."""
+    device = device_type(accelerator)
+    emulated = str(trained).startswith("bf16") and device == "cpu" and not cpu_has_native_bf16()
+    if str(trained) == "auto" or emulated:
+        precision, why = auto_precision(device)
+        return precision, f"auto: {why}" + (f"; the run trained in {trained}" if emulated else "")
+    return str(trained), "the run's"
+
+
+def cpu_threads(local_processes: int) -> int:
+    """Torch threads for each process of a CPU run: torch's default, capped by the CPUs the process may
+    use (a SLURM task's allocation, else its affinity shared among the processes on this machine)."""
+    if os.environ.get("SLURM_CPUS_PER_TASK"):  # an allocation of its own for each task (rank)
+        cpus = int(os.environ["SLURM_CPUS_PER_TASK"])
+    else:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        cpus = len(affinity) // local_processes
+    return max(1, min(torch.get_num_threads(), cpus))
+
+
+def keep_freed_memory(keep: bool = True) -> None:
+    """Let glibc keep the memory a training step frees for the next step. By default it hands every freed
+    block over ~128 KiB (an activation, a gradient) back to the system, so each step maps its tensors
+    anew and pays a page fault on the first touch of every page: ~8,000 a Keras CNN step, which then
+    takes ~1.2x longer (BENCHMARKS.md). keep=False restores glibc's defaults. Other C libraries (macOS,
+    musl) are left as they are."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if not hasattr(libc, "mallopt"):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    # blocks up to 32 MiB (glibc's largest threshold) come from the heap, which keeps up to 1 GiB free
+    libc.mallopt(m_mmap_threshold, 32 << 20 if keep else 128 << 10)
+    libc.mallopt(m_trim_threshold, 1 << 30 if keep else 128 << 10)
+    libc.mallopt(m_top_pad, 64 << 20 if keep else 0)
