@@ -32,11 +32,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
+from mnist_lab.build import build_module, settle_precision
 from mnist_lab.callbacks import EpochTimer
 from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
 from mnist_lab.hardware import cpu_kind
 from mnist_lab.report import mean_std
-from mnist_lab.train import build_module, settle_precision, train, versions
+from mnist_lab.results import versions
+from mnist_lab.train import train
 
 
 class Runs(NamedTuple):

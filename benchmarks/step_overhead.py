@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from bench import config, header, publish
 from omegaconf import DictConfig
 
+from mnist_lab.build import short_name
 from mnist_lab.data import DeviceLoader, ShardedBatches
 from mnist_lab.train import train
 
@@ -101,7 +102,7 @@ def main() -> None:
         ["python benchmarks/step_overhead.py", f"--steps {args.steps}", *map(shlex.quote, args.overrides)]
     )
     cells = [
-        cfg.model._target_.rsplit(".", 1)[-1],
+        short_name(cfg.model._target_),
         cfg.data.batch_size,
         f"{plain:.0f} µs",
         f"{lightning:.0f} µs",

@@ -2,8 +2,7 @@
 
 Every checkpoint carries the run's resolved config (plain containers; callbacks.RunRecord writes it), so
 the tools rebuild the dataset and the network from the checkpoint alone. All loading goes through
-torch.load(weights_only=True): a checkpoint never runs pickled code. Nothing here imports Lightning.
-"""
+torch.load(weights_only=True): a checkpoint never runs pickled code."""
 
 from __future__ import annotations
 
@@ -11,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 
+from mnist_lab import build
 from mnist_lab.errors import ConfigError, UserError
+from mnist_lab.module import Classifier
 
 
 class CheckpointError(UserError):
@@ -59,9 +59,17 @@ def check_compatible(checkpoint: dict[str, Any], data: str, model: str, path: Pa
         )
 
 
+def classifier(checkpoint: dict[str, Any]) -> Classifier:
+    """The trained LightningModule, rebuilt from the run config the checkpoint carries: what evaluate and
+    the notebooks test."""
+    module = build.build_module(checkpoint["config"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module
+
+
 def network(checkpoint: dict[str, Any]) -> torch.nn.Module:
     """The trained network as a plain nn.Module in eval mode: what predict, export and viz run."""
-    net = instantiate(checkpoint["hyper_parameters"]["model"])
+    net = build.network(checkpoint["config"]["model"])
     prefix = "net."
     net.load_state_dict(
         {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}

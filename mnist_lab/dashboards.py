@@ -27,7 +27,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -36,6 +35,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from mnist_lab.models import Penultimate
 
 log = logging.getLogger("mnist_lab")
+NO_FEATURES = (
+    "the network has no classifier layer to read its learned features from (name one `classifier`, "
+    "or end in an nn.Linear): %s"
+)
 
 # Custom Scalars tab: charts that overlay several tags (regexes, matched from the start of the tag).
 LAYOUT = {
@@ -56,17 +59,13 @@ class Board(TensorBoardLogger):
     """TensorBoardLogger without Lightning's `epoch` scalar, with a custom-scalars layout and a curated
     HParams record (see the module docstring)."""
 
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> Any:
-        new = self._experiment is None
-        writer = super().experiment
-        if new:
-            writer.add_custom_scalars(LAYOUT)
-        return writer
+    layout_written = False
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not self.layout_written:  # with the first scalars: the charts of the Custom Scalars tab
+            self.experiment.add_custom_scalars(LAYOUT)
+            self.layout_written = True
         # Lightning adds `epoch` to every logging call; the x-axis is optimizer steps everywhere.
         super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
 
@@ -215,6 +214,8 @@ class TestDashboard(L.Callback):
         self.embedded: list[tuple[Tensor, Tensor]] = []
         self.worst: dict[str, Tensor] | None = None
         self.penultimate = Penultimate(pl_module.net)
+        if self.penultimate.layer is None:
+            log.info(NO_FEATURES, "TensorBoard's projector gets no embedding")
 
     def on_test_batch_end(
         self,
@@ -232,8 +233,9 @@ class TestDashboard(L.Callback):
         embedded = sum(len(b) for b, _ in self.embedded)
         if embedded < self.embedding_size:
             take = self.embedding_size - embedded
-            self.features.append(self.penultimate.features[:take].float().cpu())
             self.embedded.append((x[:take].cpu(), y[:take].cpu()))
+            if self.penultimate.features is not None:
+                self.features.append(self.penultimate.features[:take].float().cpu())
         confidence, predicted = logits.softmax(1).max(1)
         wrong = predicted != y
         candidates = {"x": x[wrong], "y": y[wrong], "pred": predicted[wrong], "conf": confidence[wrong]}
@@ -266,13 +268,14 @@ class TestDashboard(L.Callback):
             for tag, figure in figures.items():
                 writer.add_figure(tag, figure, step, close=False)
             add_graph(writer, pl_module.net, images[:1].to(pl_module.device))
-            writer.add_embedding(
-                torch.cat(self.features),
-                metadata=labels,
-                label_img=sprites,
-                global_step=step,
-                tag="test/penultimate_features",
-            )
+            if self.features:
+                writer.add_embedding(
+                    torch.cat(self.features),
+                    metadata=labels,
+                    label_img=sprites,
+                    global_step=step,
+                    tag="test/penultimate_features",
+                )
             writer.flush()
         for figure in figures.values():
             plt.close(figure)

@@ -3,7 +3,6 @@ so that a number in a table can be checked against the weights that made it."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab import checkpoints, hardware
 from mnist_lab.errors import one_line_errors
-from mnist_lab.models import count_parameters
-from mnist_lab.module import Classifier
-from mnist_lab.train import device_name, versions
+from mnist_lab.results import results, write_json
 
 log = logging.getLogger("mnist_lab")
 
@@ -32,8 +29,7 @@ def evaluate(
     run = OmegaConf.create(checkpoint["config"])
     if data_root:
         run.data.root = data_root
-    module = Classifier(**checkpoint["hyper_parameters"])
-    module.load_state_dict(checkpoint["state_dict"])
+    module = checkpoints.classifier(checkpoint)
     if precision is None:
         precision, why = hardware.replay_precision(run.trainer.precision, accelerator)
     else:
@@ -48,30 +44,23 @@ def evaluate(
         enable_model_summary=False,
     )
     tested = trainer.test(module, datamodule=instantiate(run.data), verbose=False)[0]
-    return {
-        "test/acc": tested["test/acc"],
-        "test/loss": tested["test/loss"],
-        "checkpoint": str(Path(ckpt_path).resolve()),
-        "epoch": checkpoint["epoch"],
-        "params": count_parameters(module.net),
-        "dataset": run.data.name,
-        "model": type(module.net).__name__.lower(),
-        "seed": run.seed,
-        "precision": precision,
-        "device": device_name(trainer),
-        "versions": versions(),
-    }
+    return results(
+        tested,
+        checkpoint["config"],
+        module.net,
+        trainer,
+        checkpoint=str(Path(ckpt_path).resolve()),
+        epoch=checkpoint["epoch"],
+    )
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        results = evaluate(cfg.ckpt_path, cfg.data.root, cfg.accelerator, cfg.precision)
+        record = evaluate(cfg.ckpt_path, cfg.data.root, cfg.accelerator, cfg.precision)
     output_dir = Path(cfg.paths.output_dir)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(
-        f"test/acc {results['test/acc']:.4f} · test/loss {results['test/loss']:.4f} · {results['checkpoint']}"
-    )
+    write_json(output_dir / "results.json", record)
+    print(f"test/acc {record['test/acc']:.4f} · test/loss {record['test/loss']:.4f} · {record['checkpoint']}")
     log.info("results in %s", output_dir / "results.json")
 
 

@@ -3,7 +3,8 @@
 `trainer.precision=auto` (the default) becomes bf16 where the device has native bf16 arithmetic and fp32
 (or fp16 on GPUs without bf16) elsewhere: on a CPU without AVX512-BF16 or AMX, torch's bf16 matrix
 products are emulated and run hundreds of times slower than fp32, so a bf16 default would make such a
-machine's runs ~10× slower. A CPU run also sets its torch threads and glibc's allocator here.
+machine's runs ~10× slower. A CPU run also tunes the process here (torch threads, glibc's allocator,
+environment), and isolated_job puts everything a job changes back when it ends.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import ctypes.util
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
 log = logging.getLogger("mnist_lab")
+_keeping_freed_memory = False  # what keep_freed_memory last set (glibc offers no way to read it back)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -125,12 +130,50 @@ def keep_freed_memory(keep: bool = True) -> None:
     anew and pays a page fault on the first touch of every page: ~8,000 a Keras CNN step, which then
     takes ~1.2x longer (BENCHMARKS.md). keep=False restores glibc's defaults. Other C libraries (macOS,
     musl) are left as they are."""
+    global _keeping_freed_memory
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if not hasattr(libc, "mallopt"):
         return
+    _keeping_freed_memory = keep
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     # blocks up to 32 MiB (glibc's largest threshold) come from the heap, which keeps up to 1 GiB free
     libc.mallopt(m_mmap_threshold, 32 << 20 if keep else 128 << 10)
     libc.mallopt(m_trim_threshold, 1 << 30 if keep else 128 << 10)
     libc.mallopt(m_top_pad, 64 << 20 if keep else 0)
+
+
+def tune_process(trainer: L.Trainer) -> None:
+    """What a CPU run changes process-wide to train fast; isolated_job() undoes all of it."""
+    if trainer.strategy.root_device.type != "cpu":
+        return
+    # Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork-safe CUDA checks), and torch's Adam and Adadelta
+    # ask whether CUDA is available on every step: without a GPU driver each answer loads NVML anew
+    # (~40 µs, 3 % of an MLP step). A CPU run has no CUDA to protect.
+    os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    torch.set_num_threads(cpu_threads(trainer.num_devices if trainer.world_size > 1 else 1))
+    # Lightning's DDP launch sets torch's threads again (the affinity over the local processes, all CPUs
+    # of a SLURM node without CPU binding) unless OMP_NUM_THREADS is set: keep the allocation's.
+    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    keep_freed_memory()
+
+
+@contextmanager
+def isolated_job() -> Iterator[None]:
+    """Leave the process as the job found it, so that the next job of a sweep, a study or a notebook starts
+    afresh: environment variables (Lightning reads LOCAL_RANK and friends from os.environ), torch threads,
+    glibc's allocator setting, cuDNN's benchmark flag (Trainer(benchmark=...) sets it), no process group."""
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    keeping, cudnn_benchmark = _keeping_freed_memory, torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update({key: value for key, value in environ.items() if os.environ.get(key) != value})
+        torch.set_num_threads(threads)
+        if _keeping_freed_memory != keeping:
+            keep_freed_memory(keeping)
+        torch.backends.cudnn.benchmark = cudnn_benchmark

@@ -9,7 +9,6 @@ test's temporary checkpoint is removed.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -21,8 +20,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
-from mnist_lab.errors import UserError
-from mnist_lab.train import build_module, check_config, settle_precision
+from mnist_lab.build import build_module, check_config, settle_precision, short_name
+from mnist_lab.errors import UserError, one_line_errors
 
 log = logging.getLogger("mnist_lab")
 
@@ -69,7 +68,7 @@ def find_lr(cfg: DictConfig) -> tuple[float, Path]:
     figure = finder.plot(suggest=False)
     ax = figure.axes[0]
     ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.3g}")
-    ax.set_title(f"{cfg.data.name} · {cfg.model._target_.rsplit('.', 1)[-1]}: loss during the range test")
+    ax.set_title(f"{cfg.data.name} · {short_name(cfg.model._target_)}: loss during the range test")
     ax.legend()
     plot = output_dir / "lr_find.png"
     figure.savefig(plot, dpi=100)
@@ -79,10 +78,8 @@ def find_lr(cfg: DictConfig) -> tuple[float, Path]:
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="lr_find")
 def main(cfg: DictConfig) -> None:
     matplotlib.use("Agg")
-    try:
+    with one_line_errors():
         suggestion, plot = find_lr(cfg)
-    except UserError as err:
-        sys.exit(f"error: {err}")
     log.info("loss against learning rate: %s", plot)
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("lr_find.")]
     print(f"suggested: optimizer.lr={suggestion:.3g}")

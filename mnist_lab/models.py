@@ -2,7 +2,8 @@
 
 All end in logits: the softmax lives in the loss. Keras initialises Dense and Conv2D kernels with
 Glorot-uniform and biases with zeros; doing the same here is what makes the seed's numbers reproduce.
-Penultimate reads the features a network has learned (viz, the TensorBoard projector).
+Any nn.Module that maps [N, 1, 28, 28] images to [N, classes] logits trains with mnist_lab; Penultimate
+reads the features it has learned (viz, the TensorBoard projector) from the input of its classifier layer.
 """
 
 import torch
@@ -136,17 +137,35 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class Penultimate:
-    """Records, on every forward pass of a network, what its last layer sees (the learned features, what
-    viz maps and TensorBoard's projector shows) and what it returns (the logits)."""
+def classifier_layer(net: nn.Module) -> nn.Module | None:
+    """The layer whose input is the learned features: the network's `classifier` attribute if it names
+    one, else its last nn.Linear; None for a network with neither."""
+    named = getattr(net, "classifier", None)
+    if isinstance(named, nn.Module):
+        return named
+    linears = [layer for layer in net.modules() if isinstance(layer, nn.Linear)]
+    return linears[-1] if linears else None
 
-    def __init__(self, net: nn.Sequential) -> None:
+
+class Penultimate:
+    """Records, on every forward pass of a network, what it returns (the logits) and what its classifier
+    layer sees (the learned features, what viz maps and TensorBoard's projector shows; None when the
+    network has no classifier layer to read them from, see classifier_layer)."""
+
+    def __init__(self, net: nn.Module) -> None:
         self.features: Tensor | None = None
         self.logits: Tensor | None = None
-        self._handle = net[-1].register_forward_hook(self._record)
+        self.layer = classifier_layer(net)
+        self._handles = [net.register_forward_hook(self._record_logits)]
+        if self.layer is not None:
+            self._handles.append(self.layer.register_forward_hook(self._record_features))
 
-    def _record(self, layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        self.features, self.logits = inputs[0].detach().flatten(1), output.detach()
+    def _record_logits(self, net: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        self.logits = output.detach()
+
+    def _record_features(self, layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        self.features = inputs[0].detach().flatten(1)
 
     def remove(self) -> None:
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()

@@ -1,45 +1,53 @@
-"""The LightningModule: one classifier around any network, optimizer and schedule named in the config.
+"""The LightningModule: one classifier around any network, with the optimizer and schedule it is given.
 
+lightning-hydra-template's split: the network is a plain nn.Module built elsewhere (mnist_lab.build, from
+the config), the optimizer and schedule come as factories, so this module knows nothing of Hydra.
 Automatic optimization: `training_step` returns the loss and Lightning does the rest, so every Trainer
 flag (clipping, accumulation, max_steps, precision, the LR finder, SWA) works as Lightning documents it.
-Its hyperparameters are the plain dicts of the config nodes, so a checkpoint rebuilds the exact model
-and loads with torch's default `weights_only=True`.
 """
 
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_lab.errors import ConfigError, TrainingDiverged
+from mnist_lab.errors import TrainingDiverged
 
 Batch = tuple[Tensor, Tensor]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# The optimizer and the trainer (whose estimated_stepping_batches sizes one-cycle schedules) to Lightning's
+# lr_scheduler dict: {"scheduler": ..., "interval": ..., "frequency": ..., "monitor": ...}
+SchedulerFactory = Callable[[torch.optim.Optimizer, L.Trainer], dict[str, Any]]
 
 
 class Classifier(L.LightningModule):
     def __init__(
         self,
-        model: dict[str, Any],
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        num_classes: int = 10,
         compile: bool = False,
         channels_last: bool = False,
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = instantiate(model)
+        # the run's whole config travels in every checkpoint (callbacks.RunRecord); these are the rest
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.label_smoothing = label_smoothing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         if compile:
             self.net.compile()
-        num_classes = model.get("num_classes", 10)
         self.guessing_loss = math.log(num_classes)  # cross-entropy of a uniform guess
         # One metric object per stage. Logged as objects, Lightning computes them at the end of each
         # epoch, synchronised across DDP ranks, and resets them. validate_args=False skips per-step checks.
@@ -56,7 +64,7 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.train_acc.update(logits.detach(), y)
         self.train_loss.update(loss.detach(), len(y))
         # Logged, and checked, on the steps whose values Lightning writes (every log_every_n_steps):
@@ -75,7 +83,7 @@ class Classifier(L.LightningModule):
         raise TrainingDiverged(
             f"the training loss reached {loss.item():.4g} in epoch {self.current_epoch} "
             f"(step {self.global_step}; guessing scores {self.guessing_loss:.2f}): the run diverged. "
-            f"Lower optimizer.lr (now {self.hparams.optimizer.get('lr')}). "
+            f"Lower optimizer.lr (now {self.trainer.optimizers[0].defaults.get('lr')}). "
             + (f"Kept from before it: {', '.join(kept)}." if kept else "No checkpoint was written before it.")
         )
 
@@ -109,22 +117,7 @@ class Classifier(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
-        """The optimizer, and the scheduler in Lightning's lr_scheduler format (interval, frequency,
-        monitor), with a OneCycle-style `total_steps: null` sized to the run's optimizer steps."""
-        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
-        if not self.hparams.scheduler:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        config = dict(self.hparams.scheduler)
-        scheduler = dict(config.pop("scheduler"))
-        if "total_steps" in scheduler and scheduler["total_steps"] is None:
-            steps = self.trainer.estimated_stepping_batches  # max_steps, epochs, limits, accumulation
-            if math.isinf(steps):
-                raise ConfigError(
-                    f"{scheduler['_target_'].rsplit('.', 1)[-1]} spans the whole run, which has no end: "
-                    "set trainer.max_epochs or trainer.max_steps"
-                )
-            scheduler["total_steps"] = int(steps)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": instantiate(scheduler, optimizer=optimizer), **config},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, self.trainer)}

@@ -9,25 +9,29 @@ elsewhere (submitit): it reads what the jobs left on disk.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from mnist_lab.results import write_json
 
 FAILED = "failed.json"
 RUN_FILES = ("results.json", FAILED, "checkpoints", ".hydra")
 
 
 def record_failure(output_dir: Path, error: str) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / FAILED).write_text(json.dumps({"error": error}, indent=2) + "\n")
+    write_json(output_dir / FAILED, {"error": error})
 
 
 class RunDirGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # the default run dir names the model through ${hydra:runtime.choices.model}, which resolves only
+        # once HydraConfig is set; Hydra sets it just after this hook, to this same config
+        HydraConfig.instance().set_config(config)
         run_dir = Path(config.hydra.run.dir)
         held = [name for name in RUN_FILES if (run_dir / name).exists()]
         if held:

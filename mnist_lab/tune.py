@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from mnist_lab.errors import UserError
+from mnist_lab.errors import one_line_errors
 from mnist_lab.run_dirs import record_failure
 from mnist_lab.train import train
 
@@ -64,14 +64,14 @@ def search(search_cfg: DictConfig, base_overrides: list[str], output_dir: Path) 
         overrides = [f"{name}={suggest(trial, name, spec)}" for name, spec in params.items()]
         trial_dir = output_dir / f"trial_{trial.number}"
         cfg = compose("config", [*base_overrides, *overrides, f"paths.output_dir={trial_dir}"])
-        try:
-            results = train(cfg, [PyTorchLightningPruningCallback(trial, monitor="val/acc")])
-        except UserError as err:  # diverged, bad data, a setting that cannot work: the study goes on
-            record_failure(trial_dir, str(err))
-            trial.set_user_attr("error", str(err))
-            log.error("trial %d failed: %s", trial.number, err)
-            return float("nan")  # Optuna marks the trial failed
-        return results["val/acc_best"]
+
+        def failed(error: str) -> None:  # diverged, bad data, a setting that cannot work: the study goes on
+            record_failure(trial_dir, error)
+            trial.set_user_attr("error", error)
+
+        with one_line_errors(failed):
+            return train(cfg, [PyTorchLightningPruningCallback(trial, monitor="val/acc")])["val/acc_best"]
+        return float("nan")  # Optuna marks the trial failed
 
     done = sum(t.state in FINISHED for t in study.trials)
     if done:

@@ -7,6 +7,7 @@ the two can be compared: a trained network pulls the classes apart.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -20,8 +21,11 @@ from sklearn.manifold import TSNE
 from torch import Tensor
 
 from mnist_lab import checkpoints
+from mnist_lab.dashboards import NO_FEATURES
 from mnist_lab.errors import one_line_errors
 from mnist_lab.models import Penultimate
+
+log = logging.getLogger("mnist_lab")
 
 
 def sample_grid(
@@ -50,13 +54,13 @@ def scatter(points: np.ndarray, labels: Tensor, classes: list[str], title: str) 
     return figure
 
 
-def features(net: torch.nn.Module, images: Tensor) -> Tensor:
-    """The network's penultimate-layer features of the images."""
+def features(net: torch.nn.Module, images: Tensor) -> Tensor | None:
+    """The features the network's classifier layer sees for the images; None if it has no such layer."""
     penultimate = Penultimate(net)
     with torch.no_grad():
         net(images)
     penultimate.remove()
-    return penultimate.features.float()
+    return penultimate.features.float() if penultimate.features is not None else None
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="viz")
@@ -74,7 +78,11 @@ def main(cfg: DictConfig) -> None:
     maps = {"pixels": raw.flatten(1).float() / 255}
     if checkpoint:
         normalized = torch.cat([x for x, _ in datamodule.test_dataloader()])[: cfg.samples]
-        maps["features"] = features(checkpoints.network(checkpoint), normalized)
+        learned = features(checkpoints.network(checkpoint), normalized)
+        if learned is None:
+            log.info(NO_FEATURES, "viz maps the pixels only")
+        else:
+            maps["features"] = learned
 
     figures = {"samples": sample_grid(raw, labels, classes, f"{dataset}: test images per class")}
     for name, vectors in maps.items():

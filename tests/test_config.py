@@ -6,9 +6,10 @@ import lightning as L
 import pytest
 from hydra.utils import instantiate
 
+from mnist_lab.build import build_module, build_trainer
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.models import CNN, MLP, ConvNet
-from mnist_lab.train import build_module, build_trainer, train
+from mnist_lab.train import train
 from tests.conftest import REPO, compose_config
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from torchvision import datasets
 
+from mnist_lab.build import check_config
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import ConfigError, DataError, TrainingDiverged
-from mnist_lab.train import check_config, train
+from mnist_lab.train import train
 from tests.conftest import compose_config, write_idx
 
 RAW = Path("MNIST") / "raw"
@@ -35,7 +36,7 @@ def test_truncated_file(tiny_root: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
     before = snapshot(tiny_root)
     message = setup_error(tiny_root)
-    assert str(path) in message and "truncated" in message and "python -m mnist_lab.data" in message
+    assert str(path) in message and "truncated" in message and "`python -m mnist_lab.datasets`" in message
     assert snapshot(tiny_root) == before, "a failed run must not touch the data directory"
 
 
@@ -121,7 +122,10 @@ def test_a_new_run_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
     ("override", "expected"),
     [("model=foo", "Could not find 'model/foo'"), ("trainer.max_epochs=abc", "trainer.max_epochs='abc'")],
 )
-def test_cli_errors_are_one_clear_message(override: str, expected: str, tmp_path: Path) -> None:
+def test_cli_errors_name_the_setting_without_a_traceback(
+    override: str, expected: str, tmp_path: Path
+) -> None:
+    """Our own checks print one `error:` line; Hydra's refusal of an unknown option is its own text."""
     done = subprocess.run(
         [sys.executable, "-m", "mnist_lab", override, f"hydra.run.dir={tmp_path}/run"],
         capture_output=True,
@@ -130,6 +134,9 @@ def test_cli_errors_are_one_clear_message(override: str, expected: str, tmp_path
     )
     assert done.returncode == 1
     assert expected in done.stderr and "Traceback" not in done.stderr
+    if override.startswith("trainer."):  # ours: exactly one line, and it is the error
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], done.stderr
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_root: Path, tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ import torch
 from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
 from mnist_lab import hardware
+from mnist_lab.build import check_config
 from mnist_lab.errors import ConfigError
-from mnist_lab.train import check_config, train
+from mnist_lab.train import train
 from tests.conftest import compose_config, run_cli
 
 

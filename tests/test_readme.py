@@ -37,6 +37,8 @@ NOT_RUN = {
     "export MNIST_LAB_DATA_DIR=": "the suite sets it for every command",
     "sudo ": "tests/test_slurm.py and .ci/run bring up the local SLURM cluster",
     "hydra/launcher=slurm_cpu": "tests/test_slurm.py submits these to the local SLURM cluster",
+    "examples/tinyres": "tests/test_own_model.py runs the example's commands, in order",
+    "outputs/tinyres": "tests/test_own_model.py runs the example's commands, in order",
 }
 NEEDS_GPU = ("trainer.accelerator=gpu", "trainer=ddp ", "hydra/launcher=slurm ")
 PLACEHOLDERS = {

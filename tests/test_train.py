@@ -10,9 +10,9 @@ import lightning as L
 import pytest
 import torch
 
+from mnist_lab import checkpoints
 from mnist_lab.datasets import load_split
 from mnist_lab.hardware import keep_freed_memory
-from mnist_lab.module import Classifier
 from mnist_lab.train import train
 from tests.conftest import compose_config, run_cli
 
@@ -33,7 +33,9 @@ def test_cli_run_writes_its_outputs_into_its_own_dir(tmp_path: Path, real_data_r
         2,
         1_199_882,
     )
-    assert results["seconds_per_epoch"] > 0
+    assert results["epoch_seconds"] == [pytest.approx(s) for s in results["epoch_seconds"]]
+    assert len(results["epoch_seconds"]) == 2 and min(results["epoch_seconds"]) > 0
+    assert results["seconds_per_epoch"] == pytest.approx(sum(results["epoch_seconds"]) / 2)
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and (
         run_dir / "checkpoints" / "best.ckpt"
     ).exists()
@@ -61,8 +63,9 @@ def test_mlp_learns_mnist_in_one_epoch(tmp_path: Path, real_data_root: Path) -> 
     assert results["val/acc_best"] >= 0.95
 
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"  # one epoch: the best is the last
-    assert torch.load(checkpoint, weights_only=True)["hyper_parameters"]["model"]["hidden"] == 512
-    restored = Classifier.load_from_checkpoint(checkpoint, weights_only=True).eval()
+    stored = torch.load(checkpoint, weights_only=True)
+    assert stored["config"]["model"]["hidden"] == 512
+    restored = checkpoints.classifier(stored).eval()
     images, labels = load_split("mnist", str(real_data_root), train=False)
     x = (images.unsqueeze(1).float() / 255 - 0.1307) / 0.3081
     with torch.no_grad():

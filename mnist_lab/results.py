@@ -1,0 +1,64 @@
+"""results.json: what a tested network scored and what it ran on, written by train and evaluate alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torchvision
+
+from mnist_lab.models import count_parameters
+
+
+def versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+    }
+
+
+def device_name(trainer: L.Trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
+
+
+def results(
+    tested: Mapping[str, float],
+    run: Mapping[str, Any],
+    net: torch.nn.Module,
+    trainer: L.Trainer,
+    **facts: Any,
+) -> dict[str, Any]:
+    """The test metrics first, then the caller's facts (epochs and timing of a run, the checkpoint of an
+    evaluation), then what was tested and on what."""
+    return {
+        "test/acc": tested["test/acc"],
+        "test/loss": tested["test/loss"],
+        **facts,
+        "params": count_parameters(net),
+        "dataset": run["data"]["name"],
+        "model": type(getattr(net, "_orig_mod", net)).__name__.lower(),
+        "seed": run["seed"],
+        "precision": str(trainer.precision),
+        "device": device_name(trainer),
+        "versions": versions(),
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write the file whole or not at all: a crash or a full disk mid-write leaves the previous version."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    os.replace(f.name, path)

@@ -1,0 +1,67 @@
+"""A researcher's own network, in their own package outside mnist_lab (examples/tinyres), through every
+command as README's "Add your own model" writes them."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_lab.datasets import load_split
+from tests.conftest import REPO, run_cli
+
+EXAMPLE = REPO / "examples" / "tinyres"
+OWN_MODEL = (f"hydra.searchpath=[file://{EXAMPLE}/conf]", "model=tinyres")
+SHORT = ("trainer.limit_train_batches=20", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2")
+
+
+def test_an_out_of_package_network_works_with_every_command(
+    tmp_path: Path, real_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLE))  # where the user's package lives; run_cli adds the repo
+
+    def command(*args: str, tool: str = "mnist_lab") -> str:
+        done = run_cli(tmp_path, real_data_root, *args, tool=tool)
+        assert done.returncode == 0, f"{tool}: {done.stderr[-3000:]}"
+        assert "Traceback" not in done.stderr
+        return done.stdout + done.stderr
+
+    command(*OWN_MODEL, *SHORT, "trainer.max_epochs=1", "hydra.run.dir=run")
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    assert results["model"] == "tinyresnet" and results["steps"] == 20 and results["tested"] == "best"
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    assert {"test/confusion_matrix", "test/most_confident_mistakes"} <= set(events.Tags()["images"])
+    assert (run / "projector_config.pbtxt").is_file()  # the features of its `head`, its last nn.Linear
+
+    command(
+        *OWN_MODEL,
+        *SHORT,
+        "trainer.max_epochs=2",
+        "ckpt_path=run/checkpoints/last.ckpt",
+        "hydra.run.dir=more",
+    )
+    resumed = json.loads((tmp_path / "more" / "results.json").read_text())
+    assert resumed["steps"] == 40 and resumed["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+
+    best = run / "checkpoints" / "best.ckpt"
+    command(f"ckpt_path={best}", "hydra.run.dir=evaluated", tool="mnist_lab.evaluate")
+    evaluated = json.loads((tmp_path / "evaluated" / "results.json").read_text())
+    assert evaluated["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)  # both test 2 batches
+
+    images, _ = load_split("mnist", str(real_data_root), train=False)
+    Image.fromarray(255 - images[0].numpy().astype(np.uint8)).resize((112, 112)).save(tmp_path / "digit.png")
+    command(f"ckpt_path={best}", "images=digit.png", "hydra.run.dir=predicted", tool="mnist_lab.predict")
+    (prediction,) = json.loads((tmp_path / "predicted" / "predictions.json").read_text())
+    assert len(prediction["probs"]) == 10 and sum(prediction["probs"]) == pytest.approx(1, abs=1e-4)
+
+    exported = command(f"ckpt_path={best}", "format=onnx", "hydra.run.dir=exported", tool="mnist_lab.export")
+    assert (tmp_path / "exported" / "model.onnx").is_file()
+    assert float(exported.split("max |logit difference| = ")[1].split()[0]) < 1e-3
+
+    command(f"ckpt_path={best}", "samples=300", "hydra.run.dir=viz", tool="mnist_lab.viz")
+    assert {"pca_features.png", "tsne_features.png"} <= {p.name for p in (tmp_path / "viz").iterdir()}
