@@ -32,8 +32,9 @@ AT_LEAST = {
 
 
 def as_containers(node: Any) -> Any:
-    """A config node as plain dicts and lists (what checkpoints can store and load safely)."""
-    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+    """A config node as plain dicts and lists (what checkpoints can store and load safely); plain values
+    and containers pass through."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def short_name(target: str) -> str:
@@ -110,12 +111,11 @@ def scheduler_factory(config: Mapping[str, Any] | None) -> SchedulerFactory | No
 
 def build_module(run: Mapping[str, Any]) -> Classifier:
     """The LightningModule of a run config (composed, or as a checkpoint stores it)."""
-    run = as_containers(run) if isinstance(run, DictConfig) else run
-    model = run["model"]
+    model = as_containers(run["model"])
     return Classifier(
         network(model),
-        optimizer=instantiate(run["optimizer"], _partial_=True),
-        scheduler=scheduler_factory(run.get("scheduler")),
+        optimizer=instantiate(as_containers(run["optimizer"]), _partial_=True),
+        scheduler=scheduler_factory(as_containers(run.get("scheduler"))),
         num_classes=model.get("num_classes", 10),
         compile=model.get("compile", False),
         channels_last=model.get("channels_last", False),

@@ -34,17 +34,18 @@ def device_name(trainer: L.Trainer) -> str:
 
 
 def results(
-    tested: Mapping[str, float],
+    metrics: Mapping[str, float],
     run: Mapping[str, Any],
     net: torch.nn.Module,
     trainer: L.Trainer,
+    /,
     **facts: Any,
 ) -> dict[str, Any]:
     """The test metrics first, then the caller's facts (epochs and timing of a run, the checkpoint of an
     evaluation), then what was tested and on what."""
     return {
-        "test/acc": tested["test/acc"],
-        "test/loss": tested["test/loss"],
+        "test/acc": metrics["test/acc"],
+        "test/loss": metrics["test/loss"],
         **facts,
         "params": count_parameters(net),
         "dataset": run["data"]["name"],

@@ -39,7 +39,7 @@ def test_step_overhead_pairs_lightning_and_plain_steps_in_a_real_run(
     assert (
         "`python benchmarks/step_overhead.py --steps 20 data.root=" in text and "(20 pairs of steps" in text
     )
-    (row,) = [line for line in text.splitlines() if line.startswith("| MLP | 32 |")]
+    (row,) = [line for line in text.splitlines() if line.startswith("| mlp | 32 |")]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     plain, lightning = (float(cell.removesuffix(" µs")) for cell in cells[2:4])
     assert float(cells[5]) == pytest.approx(lightning / plain, rel=5e-3)

@@ -129,3 +129,15 @@ def test_a_cpu_training_run_reuses_its_memory_step_after_step(tmp_path: Path, re
     )
     train(cfg, [Probe()])
     assert (faults[1] - faults[0]) / 4 < 1000  # glibc's defaults: ~8,000 page faults a CNN step
+
+
+def test_a_default_run_prints_no_warning(tmp_path: Path, real_data_root: Path) -> None:
+    """`python -m mnist_lab` as `make train` runs it (logger, checkpoints, progress bar), shortened past one
+    logging interval: its output holds no warning and no traceback (the run-dir guard resolves the default
+    run dir instead of warning on every run)."""
+    limits = ("trainer.max_epochs=1", "trainer.limit_train_batches=60", "trainer.limit_val_batches=2")
+    done = run_cli(tmp_path, real_data_root, *limits, "trainer.limit_test_batches=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    noisy = [line for line in (done.stdout + done.stderr).splitlines() if "warn" in line.lower()]
+    assert not noisy and "Traceback" not in done.stderr
+    assert "precision 32-true (set by trainer.precision)" in done.stderr + done.stdout  # the MLP's own
