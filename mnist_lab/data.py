@@ -197,19 +197,19 @@ class MNISTDataModule(L.LightningDataModule):
             return self._torchvision_loader(split, batch_size, shuffle)
         trainer = self.trainer
         images, labels = self.splits[split]
+        # Lightning turns shuffling off for `overfit_batches` only on a DataLoader's RandomSampler
+        overfit = bool(trainer and trainer.overfit_batches)
         sampler = ShardedBatches(
             len(labels),
             batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and not overfit,
             seed=self.hparams.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             drop_last=self.hparams.drop_last and shuffle,
             device=trainer.strategy.root_device if trainer else "cpu",
         )
-        if not shuffle:  # evaluation: plain batches
-            return DeviceLoader(images, labels, sampler, self.mean, self.std)
-        augment = RandomShift(hflip=self.hparams.hflip) if self.hparams.augment else None
+        augment = RandomShift(hflip=self.hparams.hflip) if shuffle and self.hparams.augment else None
         return DeviceLoader(images, labels, sampler, self.mean, self.std, augment)
 
     def _torchvision_loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

@@ -89,7 +89,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
     )
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    val_acc_best = trainer.callback_metrics.get("val/acc_best")
+    fitted = {k: trainer.callback_metrics.get(k) for k in ("val/acc_best", "train/acc", "train/loss")}
     tested_weights, test_ckpt = weights_to_test(trainer, cfg.data.val_size > 0)
     # Added for testing only: every callback costs Lightning a little on every training step.
     trainer.callbacks.append(TestDashboard(datamodule.classes))
@@ -102,7 +102,7 @@ def fit_and_test(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[
         run_config,
         module.net,
         trainer,
-        **{"val/acc_best": float(val_acc_best) if val_acc_best is not None else None},
+        **{k: float(v) if v is not None else None for k, v in fitted.items()},
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
         seconds_per_epoch=timer.mean_seconds,

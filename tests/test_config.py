@@ -10,7 +10,7 @@ from mnist_lab.build import build_module, build_trainer
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.models import MLP
 from mnist_lab.train import train
-from tests.conftest import REPO, compose_config
+from tests.conftest import REPO, compose_config, run_cli
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
@@ -120,3 +120,17 @@ def test_callback_options_extend_the_defaults_and_combine() -> None:
         "early_stopping",
         "swa",
     }
+
+
+def test_debug_presets_check_a_change_in_seconds(tmp_path: Path, real_data_root: Path) -> None:
+    """debug=fast runs every stage on a few batches; debug=overfit drives one training batch to perfect
+    accuracy and a small loss, which a broken model or optimizer cannot."""
+    fast = run_cli(tmp_path, real_data_root, "debug=fast", "hydra.run.dir=fast")
+    assert fast.returncode == 0, fast.stderr[-3000:]
+    results = json.loads((tmp_path / "fast" / "results.json").read_text())
+    assert results["steps"] == 5 and not list((tmp_path / "fast").glob("events.out.tfevents.*"))
+
+    overfit = run_cli(tmp_path, real_data_root, "debug=overfit", "hydra.run.dir=overfit")
+    assert overfit.returncode == 0, overfit.stderr[-3000:]
+    results = json.loads((tmp_path / "overfit" / "results.json").read_text())
+    assert results["steps"] == 60 and results["train/acc"] == 1.0 and results["train/loss"] < 0.05
