@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab import hardware
 from mnist_lab.errors import ConfigError
+from mnist_lab.files import AtomicCheckpointIO
 from mnist_lab.module import Classifier, SchedulerFactory
 
 log = logging.getLogger("mnist_lab")
@@ -135,4 +136,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    return instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks], logger=loggers or False)
+    # checkpoints renamed into place whole (files.AtomicCheckpointIO), unless the config names its own plugins
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    return instantiate(
+        cfg.trainer, callbacks=[*callbacks, *extra_callbacks], logger=loggers or False, **plugins
+    )

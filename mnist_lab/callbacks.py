@@ -2,7 +2,6 @@
 checkpoint written on Ctrl-C or SIGTERM."""
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,8 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from mnist_lab import files
 
 log = logging.getLogger("mnist_lab")
 
@@ -76,7 +77,7 @@ def carry_best(state: dict[str, Any] | None, dirpath: str | None, copy_files: bo
     if copy_files:
         new.mkdir(parents=True, exist_ok=True)
         for path in best:
-            shutil.copy2(path, moved(path))
+            files.copy(path, moved(path))
     state["best_k_models"] = {moved(path): score for path, score in best.items()}
     for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
         state[key] = moved(state.get(key, ""))

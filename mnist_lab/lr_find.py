@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from mnist_lab.build import build_module, check_config, settle_precision, short_name
 from mnist_lab.errors import UserError, one_line_errors
+from mnist_lab.files import save_figure
 
 log = logging.getLogger("mnist_lab")
 
@@ -71,7 +72,7 @@ def find_lr(cfg: DictConfig) -> tuple[float, Path]:
     ax.set_title(f"{cfg.data.name} · {short_name(cfg.model._target_)}: loss during the range test")
     ax.legend()
     plot = output_dir / "lr_find.png"
-    figure.savefig(plot, dpi=100)
+    save_figure(figure, plot, dpi=100)
     return suggestion, plot
 
 

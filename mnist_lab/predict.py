@@ -22,6 +22,7 @@ from torch import Tensor
 from mnist_lab import checkpoints
 from mnist_lab.datasets import DATASETS
 from mnist_lab.errors import UserError, one_line_errors
+from mnist_lab.files import write_json
 
 MAX_PIXELS = 40_000_000
 
@@ -88,7 +89,7 @@ def main(cfg: DictConfig) -> None:
     """Predicts every readable image; the unreadable ones are reported one line each, exit code 1."""
     with one_line_errors():
         paths = image_files([Path(p) for p in as_list(cfg.images)])
-        checkpoint = checkpoints.load(cfg.ckpt_path)
+        checkpoint = checkpoints.load(cfg.ckpt_path, cfg.trust)
     data = checkpoint["config"]["data"]
     info = DATASETS[data["name"]]
     mean, std = info.normalization(data["normalize"])
@@ -112,7 +113,7 @@ def main(cfg: DictConfig) -> None:
             {"file": str(p), "label": int(q.argmax()), "probs": q.tolist()}
             for p, q in zip(good, probs, strict=True)
         ]
-    (Path(cfg.paths.output_dir) / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
+    write_json(Path(cfg.paths.output_dir) / "predictions.json", predictions)
     if cfg.json:
         print(json.dumps(predictions))
     else:

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.errors import UserError, one_line_errors
+from mnist_lab.files import refuse_existing, write_text
 from mnist_lab.run_dirs import FAILED
 
 COLUMNS = [
@@ -126,6 +127,8 @@ def csv_text(rows: list[dict[str, str]]) -> str:
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
         directories = [Path(d) for d in ([cfg.runs] if isinstance(cfg.runs, str) else cfg.runs)]
+        if cfg.write:
+            refuse_existing(Path(cfg.write), cfg.overwrite)
         missing = [d for d in directories if not d.is_dir()]
         if missing:
             raise UserError(f"runs: not a directory: {', '.join(map(str, missing))}")
@@ -135,8 +138,8 @@ def main(cfg: DictConfig) -> None:
     rows = table(runs)
     page = markdown(rows, failures)
     out = Path(cfg.paths.output_dir)
-    (out / "report.md").write_text(page)
-    (out / "report.csv").write_text(csv_text(rows))
+    write_text(out / "report.md", page)
+    write_text(out / "report.csv", csv_text(rows))
     print(page, end="")
     if cfg.write:
         sweeps = "\n".join(sweep_commands(directories))
@@ -144,10 +147,11 @@ def main(cfg: DictConfig) -> None:
         runs_override = (
             f"runs={dirs}" if len(directories) == 1 else f"'runs=[{','.join(map(str, directories))}]'"
         )
-        Path(cfg.write).write_text(
+        write_text(
+            cfg.write,
             f"# {Path(cfg.write).stem.title()}\n\n"
-            f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write}` from the runs of:\n\n"
-            f"```bash\n{sweeps}\n```\n\n{page}"
+            f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write} overwrite=true` "
+            f"from the runs of:\n\n```bash\n{sweeps}\n```\n\n{page}",
         )
 
 

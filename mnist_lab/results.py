@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -55,11 +51,3 @@ def results(
         "device": device_name(trainer),
         "versions": versions(),
     }
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write the file whole or not at all: a crash or a full disk mid-write leaves the previous version."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-    os.replace(f.name, path)

@@ -30,18 +30,25 @@ from mnist_lab.callbacks import EpochTimer, RunRecord, SaveOnInterrupt
 from mnist_lab.dashboards import TestDashboard, record_experiment
 from mnist_lab.data import MNISTDataModule
 from mnist_lab.errors import one_line_errors
-from mnist_lab.results import device_name, results, write_json
+from mnist_lab.files import write_json
+from mnist_lab.results import device_name, results
 from mnist_lab.run_dirs import record_failure
 
 log = logging.getLogger("mnist_lab")
 
 
 def resume_from(cfg: DictConfig) -> Path | None:
-    """The checkpoint to resume from (`ckpt_path=PATH` or `last`), checked against this run's config."""
+    """The checkpoint to resume from (`ckpt_path=PATH` or `last`), checked against this run's config. The
+    classes this run's own config names are the ones its checkpoint may name."""
     if not cfg.get("ckpt_path"):
         return None
-    path = checkpoints.find_last(cfg.paths.output_root) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
-    checkpoints.check_compatible(checkpoints.load(path), cfg.data.name, cfg.model._target_, path)
+    trust = checkpoints.named_by(cfg)
+    if cfg.ckpt_path == "last":
+        path, checkpoint = checkpoints.load_last(cfg.paths.output_root, trust)
+    else:
+        path = Path(cfg.ckpt_path)
+        checkpoint = checkpoints.load(path, trust)
+    checkpoints.check_compatible(checkpoint, cfg.data.name, cfg.model._target_, path)
     log.info("resuming from %s (this run writes to its own directory)", path)
     return path
 

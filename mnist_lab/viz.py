@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torch import Tensor
@@ -23,6 +23,7 @@ from torch import Tensor
 from mnist_lab import checkpoints
 from mnist_lab.dashboards import NO_FEATURES
 from mnist_lab.errors import one_line_errors
+from mnist_lab.files import save_figure
 from mnist_lab.models import Penultimate
 
 log = logging.getLogger("mnist_lab")
@@ -66,10 +67,10 @@ def features(net: torch.nn.Module, images: Tensor) -> Tensor | None:
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="viz")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        checkpoint = checkpoints.load(cfg.ckpt_path) if cfg.ckpt_path else None
+        checkpoint = checkpoints.load(cfg.ckpt_path, cfg.trust) if cfg.ckpt_path else None
         # a checkpoint's own dataset and normalization; the data root is this command's
-        data = OmegaConf.create(checkpoint["config"]["data"]) if checkpoint else cfg.data
-        datamodule = instantiate(data, root=cfg.data.root)
+        data_root = cfg.data.root
+        datamodule = checkpoints.datamodule(checkpoint, data_root) if checkpoint else instantiate(cfg.data)
         datamodule.setup()
     dataset = datamodule.hparams.name
     out = Path(cfg.paths.output_dir)
@@ -92,7 +93,7 @@ def main(cfg: DictConfig) -> None:
         figures[f"tsne_{name}"] = scatter(tsne, labels, classes, f"t-SNE of {dataset} {name}")
     for name, figure in figures.items():
         path = out / f"{name}.png"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure(figure, path, dpi=110, bbox_inches="tight")
         plt.close(figure)
         print(path)
 

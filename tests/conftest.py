@@ -60,21 +60,27 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
-def run_cli(
-    tmp_path: Path, real_data_root: Path, *overrides: str, tool: str = "mnist_lab"
-) -> subprocess.CompletedProcess:
-    """`python -m TOOL OVERRIDES` in tmp_path, reading the real data, writing under tmp_path/out.
-
-    The repository is on PYTHONPATH, so that overrides can add the test suite's callbacks (tests.probe).
-    """
-    env = {
+def cli_env(tmp_path: Path, real_data_root: Path) -> dict[str, str]:
+    """A command's environment in the tests: the real data, outputs under tmp_path/out, and the repository
+    on PYTHONPATH, so that overrides can add the test suite's callbacks (tests.probe)."""
+    return {
         **os.environ,
         "MNIST_LAB_DATA_DIR": str(real_data_root),
         "MNIST_LAB_OUTPUT_DIR": str(tmp_path / "out"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
+
+
+def run_cli(
+    tmp_path: Path, real_data_root: Path, *overrides: str, tool: str = "mnist_lab"
+) -> subprocess.CompletedProcess:
+    """`python -m TOOL OVERRIDES` in tmp_path (cli_env)."""
     return subprocess.run(
-        [sys.executable, "-m", tool, *overrides], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", tool, *overrides],
+        cwd=tmp_path,
+        env=cli_env(tmp_path, real_data_root),
+        capture_output=True,
+        text=True,
     )
 
 

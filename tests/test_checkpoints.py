@@ -1,5 +1,5 @@
-"""Use what you trained, through the commands: evaluate, resume (a path or `last`), SIGTERM, and the
-errors for bad checkpoints."""
+"""Use what you trained, through the commands: evaluate, resume (a path or `last`), SIGTERM, SIGKILL while
+a checkpoint is written, and the errors for bad checkpoints."""
 
 import json
 import os
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mnist_lab import checkpoints
-from tests.conftest import REPO, run_cli
+from tests.conftest import cli_env, run_cli
 
 RUNS = ("straight", "stopped", "resumed")
 SHORT = ("trainer.limit_train_batches=8", "trainer.limit_val_batches=2", "logger=none", "seed=3")
@@ -103,7 +103,6 @@ def test_validating_on_the_test_set_tests_the_last_weights(real_data_root: Path,
 
 def test_sigterm_saves_interrupted_ckpt_that_resumes(real_data_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "MNIST_LAB_DATA_DIR": str(real_data_root), "PYTHONPATH": str(REPO)}
     command = [
         sys.executable,
         "-m",
@@ -113,7 +112,9 @@ def test_sigterm_saves_interrupted_ckpt_that_resumes(real_data_root: Path, tmp_p
         "trainer.max_epochs=1000",
     ]
     with open(tmp_path / "output.txt", "w") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=cli_env(tmp_path, real_data_root), stdout=out, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 120
         while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -134,15 +135,78 @@ def test_sigterm_saves_interrupted_ckpt_that_resumes(real_data_root: Path, tmp_p
     assert resumed["epochs"] == epochs + 2 and resumed["resumed_from"] == str(interrupted.resolve())
 
 
-def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
-    # written newest first, and named so that neither order nor name picks the newest
-    for name, mtime in (("newer", 2_000_000_000), ("older", 1_000_000_000)):
-        (tmp_path / "runs" / name / "checkpoints").mkdir(parents=True)
-        (tmp_path / "runs" / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
-        os.utime(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", (mtime, mtime))
-    assert checkpoints.find_last(tmp_path).parts[-3] == "newer"
-    with pytest.raises(checkpoints.CheckpointError, match=r"no runs/\*/checkpoints/last\.ckpt"):
-        checkpoints.find_last(tmp_path / "empty")
+def test_ckpt_path_last_takes_the_newest_whole_checkpoint(runs: dict, tmp_path: Path) -> None:
+    whole = Path(runs["straight"]["output_dir"], "checkpoints", "last.ckpt").read_bytes()
+    # named so that neither order nor name picks the newest; the newest of all was cut off mid-write
+    for name, mtime, data in (
+        ("cut", 3_000_000_000, whole[: len(whole) // 2]),
+        ("newer", 2_000_000_000, whole),
+        ("older", 1_000_000_000, whole),
+    ):
+        path = tmp_path / "runs" / name / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        os.utime(path, (mtime, mtime))
+    path, checkpoint = checkpoints.load_last(tmp_path)
+    assert path.parts[-3] == "newer" and checkpoint["epoch"] == 2
+    with pytest.raises(checkpoints.CheckpointError, match=r"no whole runs/\*/checkpoints/last\.ckpt"):
+        checkpoints.load_last(tmp_path / "empty")
+
+
+# `python -m mnist_lab`, except that the second write of last.ckpt stops halfway through (the file it
+# writes holds half the checkpoint, on disk) until the process is killed
+HALF_WRITTEN_LAST = """
+import io, os, runpy, sys, time
+from pathlib import Path
+from mnist_lab import files
+
+atomic = files.write_atomically
+
+def write_atomically(path, write):
+    if Path(path).name != "last.ckpt" or not Path(path).exists():
+        return atomic(path, write)
+
+    def half(f):
+        whole = io.BytesIO()
+        write(whole)
+        f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        Path(marker).touch()
+        time.sleep(600)
+
+    atomic(path, half)
+
+files.write_atomically = write_atomically
+marker, *overrides = sys.argv[1:]
+sys.argv = ["mnist_lab", *overrides]
+runpy.run_module("mnist_lab", run_name="__main__")
+"""
+
+
+def test_a_run_killed_while_writing_a_checkpoint_resumes_from_a_whole_one(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "writing"
+    command = [sys.executable, "-c", HALF_WRITTEN_LAST, str(marker), *SHORT, "trainer.max_epochs=3"]
+    with open(tmp_path / "output.txt", "w") as out:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=cli_env(tmp_path, real_data_root), stdout=out, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 120
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.kill()
+        process.wait()
+    assert marker.exists(), (tmp_path / "output.txt").read_text()[-2000:]
+    (killed,) = (tmp_path / "out" / "runs").iterdir()
+    (half,) = (killed / "checkpoints").glob(".last.ckpt.*.part")
+    last = killed / "checkpoints" / "last.ckpt"
+    assert 0 < half.stat().st_size < last.stat().st_size
+    assert checkpoints.load(last)["epoch"] == 0, "the previous last.ckpt, whole"
+
+    resumed = train(tmp_path, real_data_root, None, "ckpt_path=last", "trainer.max_epochs=3")
+    assert resumed["resumed_from"] == str(last.resolve()) and resumed["epochs"] == 3
 
 
 def test_bad_checkpoints_are_one_clear_error_line(runs: dict, real_data_root: Path, tmp_path: Path) -> None:

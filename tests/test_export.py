@@ -1,4 +1,4 @@
-"""Export through the command: both formats match PyTorch, and nothing is overwritten."""
+"""Export through the command: both formats match PyTorch, and nothing is overwritten unasked."""
 
 from pathlib import Path
 
@@ -22,14 +22,16 @@ def test_export_matches_pytorch(
     assert float(done.stdout.split("= ")[-1]) < 1e-4
 
 
-def test_export_never_overwrites(trained_checkpoint: Path, real_data_root: Path, tmp_path: Path) -> None:
-    (tmp_path / "model.onnx").write_text("mine")
-    done = run_cli(
-        tmp_path,
-        real_data_root,
-        f"ckpt_path={trained_checkpoint}",
-        f"output={tmp_path / 'model.onnx'}",
-        tool="mnist_lab.export",
-    )
-    assert done.returncode == 1 and "exists; choose another output=FILE" in done.stderr
-    assert (tmp_path / "model.onnx").read_text() == "mine"
+def test_an_existing_output_is_replaced_only_with_overwrite_true(
+    trained_checkpoint: Path, real_data_root: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "model.onnx"
+    mine.write_text("mine")
+    command = [f"ckpt_path={trained_checkpoint}", f"output={mine}", "samples=16"]
+    done = run_cli(tmp_path, real_data_root, *command, tool="mnist_lab.export")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: {mine} exists and was left as it is; add overwrite=true to replace it" in done.stderr
+    assert mine.read_text() == "mine"
+    done = run_cli(tmp_path, real_data_root, *command, "overwrite=true", tool="mnist_lab.export")
+    assert done.returncode == 0 and f"wrote {mine}" in done.stdout, done.stderr[-2000:]
+    assert mine.stat().st_size > 10_000 and not list(tmp_path.glob(".model.onnx.*"))

@@ -51,7 +51,12 @@ def test_an_out_of_package_network_works_with_every_command(
     assert resumed["steps"] == 10 and resumed["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
 
     best = run / "checkpoints" / "best.ckpt"
-    command(f"ckpt_path={best}", "hydra.run.dir=evaluated", tool="mnist_lab.evaluate")
+    # the tools build a class from a checkpoint only if the command trusts it (README, "Trust")
+    refused = run_cli(tmp_path, real_data_root, f"ckpt_path={best}", tool="mnist_lab.evaluate")
+    assert refused.returncode == 1 and "add trust=[its.module]" in refused.stderr
+    assert "asks to build 'my_models.TinyResNet' (model): refused" in refused.stderr
+    trust = "trust=[my_models]"
+    command(f"ckpt_path={best}", trust, "hydra.run.dir=evaluated", tool="mnist_lab.evaluate")
     evaluated = json.loads((tmp_path / "evaluated" / "results.json").read_text())
     images, labels = load_split("mnist", str(real_data_root), train=False)
     monkeypatch.syspath_prepend(str(EXAMPLE))
@@ -61,13 +66,17 @@ def test_an_out_of_package_network_works_with_every_command(
     assert evaluated["test/acc"] == pytest.approx(scored.float().mean().item(), abs=1e-4)  # all 10,000
 
     Image.fromarray(255 - images[0].numpy().astype(np.uint8)).resize((112, 112)).save(tmp_path / "digit.png")
-    command(f"ckpt_path={best}", "images=digit.png", "hydra.run.dir=predicted", tool="mnist_lab.predict")
+    command(
+        f"ckpt_path={best}", trust, "images=digit.png", "hydra.run.dir=predicted", tool="mnist_lab.predict"
+    )
     (prediction,) = json.loads((tmp_path / "predicted" / "predictions.json").read_text())
     assert len(prediction["probs"]) == 10 and sum(prediction["probs"]) == pytest.approx(1, abs=1e-4)
 
-    exported = command(f"ckpt_path={best}", "format=onnx", "hydra.run.dir=exported", tool="mnist_lab.export")
+    exported = command(
+        f"ckpt_path={best}", trust, "format=onnx", "hydra.run.dir=exported", tool="mnist_lab.export"
+    )
     assert (tmp_path / "exported" / "model.onnx").is_file()
     assert float(exported.split("max |logit difference| = ")[1].split()[0]) < 1e-3
 
-    command(f"ckpt_path={best}", "samples=300", "hydra.run.dir=viz", tool="mnist_lab.viz")
+    command(f"ckpt_path={best}", trust, "samples=300", "hydra.run.dir=viz", tool="mnist_lab.viz")
     assert {"pca_features.png", "tsne_features.png"} <= {p.name for p in (tmp_path / "viz").iterdir()}

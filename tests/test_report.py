@@ -44,6 +44,24 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, real_data_root: Path) 
         "python -m mnist_lab -m model=mlp,cnn seed=0,1,2 hydra.sweep.dir=sweep\n" in written
         and mlp_row in written
     )
+    assert f"write={tmp_path / 'RESULTS.md'} overwrite=true`" in written
+
+    # the page exists now: the same command leaves it as it is until told to replace it
+    (tmp_path / "RESULTS.md").write_text("edited by hand")
+    again = run_cli(
+        tmp_path, real_data_root, f"runs={sweep}", f"write={tmp_path / 'RESULTS.md'}", tool="mnist_lab.report"
+    )
+    assert again.returncode == 1 and "exists and was left as it is; add overwrite=true" in again.stderr
+    assert (tmp_path / "RESULTS.md").read_text() == "edited by hand"
+    replaced = run_cli(
+        tmp_path,
+        real_data_root,
+        f"runs={sweep}",
+        f"write={tmp_path / 'RESULTS.md'}",
+        "overwrite=true",
+        tool="mnist_lab.report",
+    )
+    assert replaced.returncode == 0 and (tmp_path / "RESULTS.md").read_text() == written
 
 
 def test_report_without_runs_is_one_clear_error(tmp_path: Path, real_data_root: Path) -> None:

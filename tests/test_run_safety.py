@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 
 SHORT = ["trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 
@@ -63,6 +63,17 @@ def test_a_run_dir_that_holds_a_run_is_refused_before_anything_changes(
     (error,) = errors(again)
     assert "already holds a run" in error and "nothing in it was changed" in error
     assert snapshot(run_dir) == before
+
+
+def test_a_tool_refuses_an_output_dir_that_holds_anything(tmp_path: Path, real_data_root: Path) -> None:
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    done = run_cli(tmp_path, real_data_root, "runs=.", f"hydra.run.dir={run_dir}", tool="mnist_lab.report")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (error,) = errors(done)
+    assert f"{run_dir} already holds files (notes.txt); nothing in it was changed" in error
+    assert snapshot(run_dir) == {"notes.txt": b"mine"}
 
 
 def test_a_damaged_dataset_is_named_as_damaged_on_every_command(
@@ -135,3 +146,43 @@ def test_threads_follow_the_cpus_and_are_restored_after_a_ddp_job(
         True: f"cpu ({max(1, min(default, cpus // 2))} threads)",
         False: f"cpu ({min(default, cpus)} threads)",
     }
+
+
+def test_each_job_of_a_sweep_leaves_the_process_as_it_found_it(tmp_path: Path, real_data_root: Path) -> None:
+    """Two different jobs in one process: each changes threads, environment, glibc's allocator and cuDNN's
+    flag while it runs, and the process after the sweep is the process before it. The sweep runs on one CPU
+    with torch on two threads, so that a job (one thread per CPU) changes the thread count."""
+    one_cpu = set(sorted(os.sched_getaffinity(0))[:1])
+    env = {**cli_env(tmp_path, real_data_root), "OMP_NUM_THREADS": "2"}
+    command = [
+        "-m",
+        "model=mlp,cnn",
+        "debug=fast",
+        "trainer.benchmark=true",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+        "+hydra.callbacks.state._target_=tests.probe.ProcessState",
+        f"+hydra.callbacks.state.path={tmp_path / 'state.json'}",
+        "+callbacks.probe._target_=tests.probe.Probe",
+        "+callbacks.probe.path=${paths.output_dir}/probe.json",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_lab", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, one_cpu),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = json.loads((tmp_path / "state.json").read_text())
+    assert [when for when, _ in states] == ["sweep start", *["job start", "job end"] * 2, "sweep end"]
+    before = states[0][1]
+    assert before["threads"] == 2 and not before["keeping_freed_memory"] and not before["cudnn_benchmark"]
+    for when, state in states[1:]:
+        assert state == before, when
+    in_jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/probe.json"))]
+    assert len(in_jobs) == 2
+    for inside in in_jobs:
+        assert inside["threads"] == 1 and inside["environ"]["OMP_NUM_THREADS"] == "1"
+        assert inside["keeping_freed_memory"] and inside["cudnn_benchmark"]
