@@ -31,6 +31,7 @@ TRUSTED = (
     "mnist_lab.models.CNN",
     "mnist_lab.models.ConvNet",
     "mnist_lab.data.MNISTDataModule",
+    "mnist_lab.augment.Augment",
     "torch.optim",
     "torch.optim.lr_scheduler",
 )
@@ -138,8 +139,8 @@ def load(path: str | Path, trust: Iterable[str] = ()) -> dict[str, Any]:
 
 
 def load_last(output_root: str | Path, trust: Iterable[str] = ()) -> tuple[Path, dict[str, Any]]:
-    """`ckpt_path=last`: the newest last.ckpt under the output root's runs that reads whole (one cut off
-    by a crash mid-write, by a version of mnist_lab that wrote in place, is passed over with a warning)."""
+    """`ckpt_path=last`: the newest last.ckpt under the output root's runs that reads whole; a damaged
+    one (cut off by a writer that was not atomic, or corrupted on disk) is passed over with a warning."""
     candidates = sorted(
         Path(output_root).glob("runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True
     )

@@ -120,7 +120,8 @@ def curated_settings(cfg: Mapping[str, Any], results: Mapping[str, Any]) -> dict
         "max_epochs": trainer["max_epochs"],
         "steps": results["steps"],
         "precision": str(trainer["precision"]),
-        "augment": f"shift{'+hflip' if data.get('hflip') else ''}" if data.get("augment") else "none",
+        "augment": ",".join(f"{k}={v}" for k, v in (data.get("augment") or {}).items() if k != "_target_")
+        or "none",
         "label_smoothing": cfg.get("label_smoothing", 0.0),
         "gradient_clip_val": trainer.get("gradient_clip_val") or 0.0,
         "accumulate_grad_batches": trainer.get("accumulate_grad_batches") or 1,

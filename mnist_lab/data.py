@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
+from mnist_lab.augment import Augment
 from mnist_lab.datasets import DATASETS, download, load_split
 from mnist_lab.errors import ConfigError
 
@@ -90,51 +91,22 @@ class DeviceLoader:
         sampler: ShardedBatches,
         mean: float,
         std: float,
-        augment: torch.nn.Module | None = None,
     ) -> None:
         self.images = images.to(sampler.device)
         self.labels = labels.to(sampler.device)
         self.sampler = sampler
         self.scale = 1 / (255 * std)
         self.shift = mean / std
-        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         x = self.images[index].unsqueeze(1).float().mul_(self.scale).sub_(self.shift)
-        if self.augment is not None:
-            x = self.augment(x)
         return x, self.labels[index]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return map(self.batch, self.sampler)
-
-
-class RandomShift(torch.nn.Module):
-    """Shift each image of a batch by its own random offset of up to `max_shift` pixels, and with `hflip`
-    mirror half of them (clothes, not digits).
-
-    torchvision's transforms draw one set of parameters per call, i.e. per batch; per-sample
-    transforms of a whole batch take one affine grid and one grid_sample.
-    """
-
-    def __init__(self, max_shift: int = 2, hflip: bool = False) -> None:
-        super().__init__()
-        self.max_shift = max_shift
-        self.hflip = hflip
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        theta = torch.zeros(n, 2, 3, device=x.device)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1
-        if self.hflip:
-            theta[:, 0, 0] = torch.randint(0, 2, (n,), device=x.device) * 2 - 1
-        offsets = torch.randint(-self.max_shift, self.max_shift + 1, (n, 2), device=x.device)
-        theta[:, :, 2] = offsets * 2 / torch.tensor([w, h], device=x.device)
-        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-        return torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -150,8 +122,7 @@ class MNISTDataModule(L.LightningDataModule):
         split_seed: int = 0,
         normalize: bool = True,
         loader: str = "device",
-        augment: bool = False,
-        hflip: bool = False,
+        augment: Augment | None = None,
         drop_last: bool = False,
         num_workers: int = 0,
         seed: int = 0,
@@ -161,7 +132,8 @@ class MNISTDataModule(L.LightningDataModule):
             raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
         if loader not in ("device", "torchvision"):
             raise ConfigError(f"data.loader={loader!r}: choose 'device' or 'torchvision'")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore="augment")
+        self.augment = augment
         info = DATASETS[name]
         self.classes = info.classes
         self.mean, self.std = info.normalization(normalize)
@@ -209,18 +181,13 @@ class MNISTDataModule(L.LightningDataModule):
             drop_last=self.hparams.drop_last and shuffle,
             device=trainer.strategy.root_device if trainer else "cpu",
         )
-        augment = RandomShift(hflip=self.hparams.hflip) if shuffle and self.hparams.augment else None
-        return DeviceLoader(images, labels, sampler, self.mean, self.std, augment)
+        return DeviceLoader(images, labels, sampler, self.mean, self.std)
 
     def _torchvision_loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         """The classic path, as pytorch/examples' mnist writes it: PIL images, ToTensor and Normalize per
         sample, worker processes optional. (torchvision's v2 ToImage + ToDtype make the same tensors, to
         float rounding, a third slower per sample.)"""
         steps = [transforms.ToTensor(), transforms.Normalize((self.mean,), (self.std,))]
-        if shuffle and self.hparams.augment:
-            steps.insert(0, transforms.RandomAffine(degrees=0, translate=(2 / 28, 2 / 28)))
-            if self.hparams.hflip:
-                steps.insert(0, transforms.RandomHorizontalFlip())
         index = self.indices.get(split)  # None for test, and for val when it is the test set
         cls = DATASETS[self.hparams.name].cls
         dataset = cls(self.hparams.root, train=index is not None, transform=transforms.Compose(steps))
@@ -234,6 +201,15 @@ class MNISTDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
+
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
+        """Training batches are augmented on the device they train on (mnist_lab.augment)."""
+        if self.augment is None or not self.trainer or not self.trainer.training:
+            return batch
+        images, labels = batch
+        return self.augment(images), labels
 
     def train_dataloader(self) -> DeviceLoader | DataLoader:
         return self._loader("train", self.hparams.batch_size, shuffle=True)

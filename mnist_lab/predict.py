@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import hydra
 import torch
@@ -31,9 +32,10 @@ class ImageError(UserError):
     """An input that is not a usable image; reported for its file alone."""
 
 
-def read_image(path: Path) -> Image.Image:
+def read_image(source: Path | BinaryIO) -> Image.Image:
+    """A file, or an upload's bytes, as a grayscale picture."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(

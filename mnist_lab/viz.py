@@ -69,8 +69,9 @@ def main(cfg: DictConfig) -> None:
     with one_line_errors():
         checkpoint = checkpoints.load(cfg.ckpt_path, cfg.trust) if cfg.ckpt_path else None
         # a checkpoint's own dataset and normalization; the data root is this command's
-        data_root = cfg.data.root
-        datamodule = checkpoints.datamodule(checkpoint, data_root) if checkpoint else instantiate(cfg.data)
+        datamodule = (
+            checkpoints.datamodule(checkpoint, cfg.data.root) if checkpoint else instantiate(cfg.data)
+        )
         datamodule.setup()
     dataset = datamodule.hparams.name
     out = Path(cfg.paths.output_dir)

@@ -5,8 +5,9 @@
 Without --logdir it trains `model=mlp,convnet` for 3 short epochs each (about 2 minutes on 2 CPU cores)
 under a temporary output root. It serves the runs with TensorBoard on a free local port, photographs the
 Time Series, Custom Scalars, HParams, Images and Graphs views with headless Chromium (Debian's `chromium`),
-and with --pictures writes learning_curves.png, confusion_matrix.png and tsne_features.png (viz on the
-convnet's best checkpoint) there: what `make screenshots` keeps in docs/.
+and with --pictures writes learning_curves.png, confusion_matrix.png, tsne_features.png (viz on the
+convnet's best checkpoint) and serve.png (the drawing page with that checkpoint, a 7 drawn by
+tests/browser.py) there: what `make screenshots` keeps in docs/.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def pictures(sweep: Path, out: Path) -> None:
         run(sys.executable, "-m", "mnist_lab.viz", f"ckpt_path={plain}", "samples=1500", env=env)
         (tsne,) = Path(viz_root).glob("viz/*/tsne_features.png")
         save_small(Image.open(tsne), out / "tsne_features.png", width=700)
+        # the drawing page (python -m mnist_lab.serve) with a 7 drawn in headless Chromium
+        print(run(sys.executable, "-m", "tests.browser", str(plain), str(out / "serve.png"), env=env), end="")
 
 
 def main() -> None:

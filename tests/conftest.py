@@ -90,7 +90,7 @@ def trained_checkpoint(real_data_root: Path, tmp_path_factory: pytest.TempPathFa
     out = tmp_path_factory.mktemp("model")
     cfg = compose_config(
         "experiment=speedrun",
-        "data.augment=true",
+        "augment=shift",
         f"data.root={real_data_root}",
         "logger=none",
         f"paths.output_dir={out}",

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mnist_lab import checkpoints
-from tests.conftest import cli_env, run_cli
+from mnist_lab.datasets import load_split
+from tests.conftest import cli_env, run_cli, write_idx
 
 RUNS = ("straight", "stopped", "resumed")
 SHORT = ("trainer.limit_train_batches=8", "trainer.limit_val_batches=2", "logger=none", "seed=3")
@@ -228,3 +229,41 @@ def test_bad_checkpoints_are_one_clear_error_line(runs: dict, real_data_root: Pa
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert done.returncode == 1 and len(errors) == 1 and expected in errors[0], done.stderr[-2000:]
         assert "Traceback" not in done.stderr
+
+
+def test_evaluate_averages_an_ensemble_and_test_time_views(
+    runs: dict, real_data_root: Path, tmp_path: Path
+) -> None:
+    """Two copies of one checkpoint score as that checkpoint; two different ones as their averaged
+    probabilities; under tta=flip, a mirrored test set scores as the test set."""
+    best, other = (
+        Path(runs[name]["output_dir"], "checkpoints", "best.ckpt") for name in ("straight", "stopped")
+    )
+
+    def evaluate(*overrides: str, root: Path = real_data_root) -> dict:
+        done = run_cli(tmp_path, root, *overrides, tool="mnist_lab.evaluate")
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(Path(done.stdout.split("results in ")[-1].split()[0]).read_text())
+
+    twice = evaluate(f"ckpt_path=[{best},{best}]")
+    assert twice["test/acc"] == runs["straight"]["test/acc"] and twice["model"] == "ensemble"
+    assert twice["test/loss"] == pytest.approx(runs["straight"]["test/loss"], abs=1e-5)
+
+    images, labels = load_split("mnist", str(real_data_root), train=False)
+    x = (images.unsqueeze(1).float() / 255 - 0.1307) / 0.3081
+    with torch.no_grad():
+        probs = sum(checkpoints.network(checkpoints.load(p))(x).softmax(-1) for p in (best, other))
+    pair = evaluate(f"ckpt_path=[{best},{other}]")
+    assert pair["test/acc"] == pytest.approx((probs.argmax(1) == labels).float().mean().item(), abs=1e-4)
+    assert pair["checkpoint"] == [str(best.resolve()), str(other.resolve())]
+
+    mirrored = tmp_path / "mirrored"
+    for path in (real_data_root / "MNIST" / "raw").glob("*-ubyte"):
+        (mirrored / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        (mirrored / "MNIST" / "raw" / path.name).symlink_to(path)
+    (mirrored / "MNIST" / "raw" / "t10k-images-idx3-ubyte").unlink()
+    write_idx(mirrored / "MNIST" / "raw" / "t10k-images-idx3-ubyte", images.flip(-1).numpy())
+    flipped = evaluate(f"ckpt_path={best}", "tta=flip")
+    assert flipped["tta"] == "flip" and abs(flipped["test/loss"] - runs["straight"]["test/loss"]) > 1e-3
+    assert evaluate(f"ckpt_path={best}", "tta=flip", root=mirrored)["test/acc"] == flipped["test/acc"]
+    assert evaluate(f"ckpt_path={best}", root=mirrored)["test/acc"] < runs["straight"]["test/acc"] - 0.05

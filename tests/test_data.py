@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision import datasets
 
-from mnist_lab.data import MNISTDataModule, RandomShift, ShardedBatches
+from mnist_lab.data import MNISTDataModule, ShardedBatches
 from mnist_lab.datasets import DataNotFoundError
 from tests.conftest import make_idx_dataset
 
@@ -117,18 +117,6 @@ def test_drop_last_keeps_full_batches_only() -> None:
     assert [len(b) for b in sampler] == [32, 32, 32]
 
 
-def test_random_shift_moves_each_image_by_whole_pixels() -> None:
-    torch.manual_seed(0)
-    x = torch.zeros(64, 1, 28, 28)
-    x[:, :, 14, 14] = 1
-    shifted = RandomShift(max_shift=2)(x)
-    positions = shifted.flatten(1).argmax(1)
-    rows, cols = positions // 28, positions % 28
-    assert torch.allclose(shifted.flatten(1).max(1).values, torch.ones(64))
-    assert set(rows.tolist()) <= set(range(12, 17)) and set(cols.tolist()) <= set(range(12, 17))
-    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 5, "shifts must differ per image"
-
-
 def test_missing_data_without_network_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
     dm = MNISTDataModule(root=str(tmp_path / "nowhere"))
@@ -137,13 +125,3 @@ def test_missing_data_without_network_names_the_fix(tmp_path: Path, monkeypatch:
     message = str(err.value)
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
     assert "MNIST_LAB_DATA_DIR=" in message and "data.root=" in message
-
-
-def test_random_flip_mirrors_about_half_of_the_images() -> None:
-    torch.manual_seed(0)
-    x = torch.rand(200, 1, 28, 28)
-    out = RandomShift(max_shift=0, hflip=True)(x)
-    same = torch.isclose(out, x, atol=1e-5).flatten(1).all(1)
-    mirrored = torch.isclose(out, x.flip(-1), atol=1e-5).flatten(1).all(1)
-    assert bool((same | mirrored).all())
-    assert 60 < int(mirrored.sum()) < 140

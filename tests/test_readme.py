@@ -39,6 +39,7 @@ NOT_RUN = {
     "hydra/launcher=slurm_cpu": "tests/test_slurm.py submits these to the local SLURM cluster",
     "examples/tinyres": "tests/test_own_model.py runs the example's commands, in order",
     "outputs/tinyres": "tests/test_own_model.py runs the example's commands, in order",
+    "mnist_lab.serve": "it serves until stopped; tests/test_serve.py serves the page and draws on it",
 }
 NEEDS_GPU = ("trainer.accelerator=gpu", "trainer=ddp ", "hydra/launcher=slurm ")
 PLACEHOLDERS = {
