@@ -124,6 +124,7 @@ def main() -> None:
             f"### Not MNIST: other handwriting, fonts, photos ({datetime.date.today()})",
             "",
             header("cpu"),
+            "",
             f"`python benchmarks/handwriting.py {' '.join(map(str, args.checkpoints))}`; pictures: {sizes}",
             "",
             "| checkpoint | MNIST test | uci (most frequent mistake) | fonts | photos | all not-MNIST |",

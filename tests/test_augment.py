@@ -97,6 +97,16 @@ def test_thickness_thickens_or_thins_each_chosen_image() -> None:
     assert thick + thin == 400 and 140 < thick < 260
 
 
+def test_lowres_blurs_each_chosen_image_as_a_small_scan_would() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(300, 1, 28, 28)
+    out = Augment(lowres=0.5)(x)
+    changed = ~torch.isclose(out, x).flatten(1).all(1)
+    assert 100 < int(changed.sum()) < 200
+    # pixel noise through 7-14 pixels a side keeps at most half its spread
+    assert bool((out[changed].std((1, 2, 3)) < 0.5 * x[changed].std((1, 2, 3))).all())
+
+
 def test_erase_blanks_one_rectangle_of_each_chosen_image() -> None:
     torch.manual_seed(0)
     x = torch.ones(300, 1, 28, 28)

@@ -72,6 +72,23 @@ def test_cnn_step_profiles_both_precisions_and_its_variants_compute_the_same(
             assert float(ratio.strip().rstrip("×")) == pytest.approx(reference / float(ms), abs=0.011)
 
 
+def test_handwriting_scores_other_digits_through_predicts_preparation(
+    trained_checkpoint: Path, real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    command = [sys.executable, "benchmarks/handwriting.py", str(trained_checkpoint), "--write", str(out)]
+    done = subprocess.run(
+        [*command, "--data-root", str(real_data_root)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    assert "pictures: uci 1,797, fonts 210, photos 2,007" in text
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| {trained_checkpoint} |")]
+    mnist, *sets, pooled = (float(cell.split("%")[0]) for cell in row.strip("|").split("|")[1:])
+    assert mnist > 98 and sets[1] > 80, "the speedrun reads MNIST and typed digits"
+    assert pooled == pytest.approx((sets[0] * 1797 + sets[1] * 210 + sets[2] * 2007) / 4014, abs=0.06)
+
+
 KERAS_PYTHON = REPO / ".venv-keras" / "bin" / "python"
 
 
