@@ -2,7 +2,8 @@
 
 Runs are grouped by their Hydra overrides without the seed, so the seeds of one configuration become one
 row: mean ± std of the test accuracy, the number of seeds, seconds per epoch and parameters. Jobs that
-failed (a failed.json in their directory) are listed below the table with their error.
+failed (a failed.json in their directory) are listed below the table with their error. A picture plots
+every run's test accuracy against its training time (accuracy_vs_time.png), a panel per dataset.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import json
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
 import hydra
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab.errors import UserError, one_line_errors
-from mnist_lab.files import refuse_existing, write_text
+from mnist_lab.files import refuse_existing, save_figure, write_text
 from mnist_lab.run_dirs import FAILED
 
 COLUMNS = [
@@ -106,6 +110,40 @@ def table(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
+def training_minutes(run: dict[str, Any]) -> float:
+    """The run's training time, validation excluded."""
+    return run["seconds_per_epoch"] * run["epochs"] / 60
+
+
+def accuracy_vs_time(runs: list[dict[str, Any]]) -> Figure:
+    """A panel per dataset: a dot per run (one per seed), and a larger one at each configuration's mean."""
+    datasets = sorted({run["dataset"] for run in runs})
+    figure, axes = plt.subplots(
+        1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False, layout="constrained"
+    )
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for run in runs:
+            if run["dataset"] == dataset:
+                groups[run["configuration"]].append(run)
+        for (configuration, group), color in zip(groups.items(), cycle(plt.cm.tab10.colors), strict=False):
+            minutes = [training_minutes(run) for run in group]
+            accuracy = [100 * run["test/acc"] for run in group]
+            ax.scatter(minutes, accuracy, s=16, color=color, alpha=0.5)
+            label = f"{configuration} ({len(group)} seed{'s' if len(group) > 1 else ''})"
+            mean = (statistics.mean(minutes), statistics.mean(accuracy))
+            ax.scatter(*mean, s=80, color=color, edgecolors="black", label=label)
+        ax.set(xscale="log", title=dataset, ylabel="test accuracy (%)")
+        ax.set_xlabel("training time per run (minutes, log scale)")
+        ax.legend(fontsize=7)
+    return figure
+
+
+def picture_beside(page: Path) -> Path:
+    """Where `write=PAGE` puts the picture: RESULTS.md, RESULTS_accuracy_vs_time.png."""
+    return page.with_name(f"{page.stem}_accuracy_vs_time.png")
+
+
 def markdown(rows: list[dict[str, str]], failures: Sequence[tuple[str, str]] = ()) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
@@ -128,7 +166,8 @@ def main(cfg: DictConfig) -> None:
     with one_line_errors():
         directories = [Path(d) for d in ([cfg.runs] if isinstance(cfg.runs, str) else cfg.runs)]
         if cfg.write:
-            refuse_existing(Path(cfg.write), cfg.overwrite)
+            for path in (Path(cfg.write), picture_beside(Path(cfg.write))):
+                refuse_existing(path, cfg.overwrite)
         missing = [d for d in directories if not d.is_dir()]
         if missing:
             raise UserError(f"runs: not a directory: {', '.join(map(str, missing))}")
@@ -140,8 +179,13 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     write_text(out / "report.md", page)
     write_text(out / "report.csv", csv_text(rows))
+    timed = [run for run in runs if run.get("seconds_per_epoch")]
+    figure = accuracy_vs_time(timed) if timed else None
+    if figure:
+        save_figure(figure, out / "accuracy_vs_time.png", dpi=110)
     print(page, end="")
     if cfg.write:
+        picture = picture_beside(Path(cfg.write))
         sweeps = "\n".join(sweep_commands(directories))
         dirs = " ".join(map(str, directories))
         runs_override = (
@@ -151,8 +195,11 @@ def main(cfg: DictConfig) -> None:
             cfg.write,
             f"# {Path(cfg.write).stem.title()}\n\n"
             f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write} overwrite=true` "
-            f"from the runs of:\n\n```bash\n{sweeps}\n```\n\n{page}",
+            f"from the runs of:\n\n```bash\n{sweeps}\n```\n\n{page}"
+            + (f"\n![test accuracy against training time]({picture.name})\n" if figure else ""),
         )
+        if figure:
+            save_figure(figure, picture, dpi=110)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 import json
 from pathlib import Path
 
+import pytest
+from PIL import Image
+
+from mnist_lab.report import accuracy_vs_time
 from tests.conftest import run_cli
 
 
@@ -45,6 +49,9 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, real_data_root: Path) 
         and mlp_row in written
     )
     assert f"write={tmp_path / 'RESULTS.md'} overwrite=true`" in written
+    assert "![test accuracy against training time](RESULTS_accuracy_vs_time.png)" in written
+    for picture in (out / "accuracy_vs_time.png", tmp_path / "RESULTS_accuracy_vs_time.png"):
+        assert Image.open(picture).format == "PNG"
 
     # the page exists now: the same command leaves it as it is until told to replace it
     (tmp_path / "RESULTS.md").write_text("edited by hand")
@@ -68,3 +75,33 @@ def test_report_without_runs_is_one_clear_error(tmp_path: Path, real_data_root: 
     for overrides, expected in (([f"runs={tmp_path}"], "no results.json under"), ([], "runs is required")):
         done = run_cli(tmp_path, real_data_root, *overrides, tool="mnist_lab.report")
         assert done.returncode == 1 and expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_picture_has_a_dot_per_run_and_one_at_each_mean() -> None:
+    runs = [
+        {
+            "dataset": "mnist",
+            "configuration": "model=mlp",
+            "test/acc": acc,
+            "seconds_per_epoch": s,
+            "epochs": 5,
+        }
+        for acc, s in ((0.97, 2.0), (0.98, 3.0), (0.99, 4.0))
+    ]
+    runs.append(
+        {
+            "dataset": "fashion_mnist",
+            "configuration": "x",
+            "test/acc": 0.9,
+            "seconds_per_epoch": 60,
+            "epochs": 2,
+        }
+    )
+    figure = accuracy_vs_time(runs)
+    fashion, mnist = figure.axes
+    assert (fashion.get_title(), mnist.get_title(), mnist.get_xscale()) == ("fashion_mnist", "mnist", "log")
+    seeds, mean = (collection.get_offsets().flatten().tolist() for collection in mnist.collections)
+    assert seeds == pytest.approx([10 / 60, 97, 15 / 60, 98, 20 / 60, 99])
+    assert mean == pytest.approx([0.25, 98])
+    assert [t.get_text() for t in mnist.get_legend().get_texts()] == ["model=mlp (3 seeds)"]
+    assert fashion.collections[1].get_offsets().flatten().tolist() == pytest.approx([2, 90])
