@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sklearn.datasets import load_digits
 
 from mnist_lab import checkpoints
-from mnist_lab.datasets import DATASETS, load_split
+from mnist_lab.datasets import load_split
 from mnist_lab.predict import to_mnist
 
 FONTS = [
@@ -106,10 +106,11 @@ def main() -> None:
     rows = []
     for path in args.checkpoints:
         checkpoint = checkpoints.load(path)
-        data = checkpoint["config"]["data"]
-        mean, std = DATASETS[data["name"]].normalization(data["normalize"])
+        mean, std = checkpoints.normalization(checkpoint)
         net = checkpoints.network(checkpoint).float()
-        images, labels = load_split("mnist", args.data_root or data["root"], train=False)
+        images, labels = load_split(
+            "mnist", args.data_root or checkpoint["config"]["data"]["root"], train=False
+        )
         with torch.no_grad():
             read = net((images[:, None].float() / 255 - mean) / std).argmax(1)
         mnist = (read == labels).float().mean().item()

@@ -21,6 +21,7 @@ import torch
 from hydra.utils import instantiate
 
 from mnist_lab import build
+from mnist_lab.datasets import DATASETS
 from mnist_lab.errors import ConfigError, UserError
 from mnist_lab.module import Classifier
 
@@ -174,8 +175,19 @@ def classifier(checkpoint: dict[str, Any]) -> Classifier:
 
 
 def datamodule(checkpoint: dict[str, Any], root: str | None) -> L.LightningDataModule:
-    """The checkpoint's dataset, split and normalization, read from this command's data root."""
-    return instantiate(checkpoint["config"]["data"], **({"root": root} if root else {}))
+    """The checkpoint's dataset, split and normalization, read from this command's data root. Without its
+    training augmentation: the tools only test (checkpoints written before conf/augment/ name it with the
+    flags `augment` and `hflip`, which the data module no longer takes)."""
+    data = {
+        key: value for key, value in checkpoint["config"]["data"].items() if key not in ("augment", "hflip")
+    }
+    return instantiate(data, **({"root": root} if root else {}))
+
+
+def normalization(checkpoint: dict[str, Any]) -> tuple[float, float]:
+    """The mean and std the network was trained with: what a picture is normalized by before it."""
+    data = checkpoint["config"]["data"]
+    return DATASETS[data["name"]].normalization(data["normalize"])
 
 
 def network(checkpoint: dict[str, Any]) -> torch.nn.Module:

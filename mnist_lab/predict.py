@@ -105,9 +105,8 @@ def main(cfg: DictConfig) -> None:
     with one_line_errors():
         paths = image_files([Path(p) for p in as_list(cfg.images)])
         checkpoint = checkpoints.load(cfg.ckpt_path, cfg.trust)
-    data = checkpoint["config"]["data"]
-    info = DATASETS[data["name"]]
-    mean, std = info.normalization(data["normalize"])
+    info = DATASETS[checkpoint["config"]["data"]["name"]]
+    mean, std = checkpoints.normalization(checkpoint)
     net = checkpoints.network(checkpoint)
 
     inputs, good, failed = [], [], 0

@@ -39,10 +39,9 @@ class Reader:
 
     def __init__(self, ckpt_path: str, trust: Sequence[str] = (), top: int = 3) -> None:
         checkpoint = checkpoints.load(ckpt_path, trust)
-        data = checkpoint["config"]["data"]
-        self.dataset = data["name"]
+        self.dataset = checkpoint["config"]["data"]["name"]
         self.classes = DATASETS[self.dataset].classes
-        self.mean, self.std = DATASETS[self.dataset].normalization(data["normalize"])
+        self.mean, self.std = checkpoints.normalization(checkpoint)
         self.net = checkpoints.network(checkpoint)
         self.model = checkpoint["config"]["model"]["_target_"].rpartition(".")[2]
         self.top = top
@@ -63,7 +62,7 @@ class Reader:
         ranked = probs.argsort(descending=True)[: self.top].tolist()
         seen = (x[0] * self.std + self.mean).clamp(0, 1).mul(255).round().byte().numpy()
         png = io.BytesIO()
-        Image.fromarray(seen, mode="L").save(png, format="PNG")
+        Image.fromarray(seen).save(png, format="PNG")
         return {
             "top": [{"name": self.classes[k], "prob": probs[k].item()} for k in ranked],
             "seen": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode(),

@@ -94,6 +94,20 @@ def test_evaluate_command_reproduces_the_runs_test_accuracy(
     assert evaluated["model"] == "mlp" and evaluated["device"].startswith("cpu")
 
 
+def test_a_checkpoint_from_before_the_augment_group_still_evaluates(
+    runs: dict, real_data_root: Path, tmp_path: Path
+) -> None:
+    best = Path(runs["straight"]["output_dir"], "checkpoints", "best.ckpt")
+    older = torch.load(best, weights_only=True)
+    older["config"]["data"] |= {"augment": True, "hflip": False}  # how data.augment was stored before
+    torch.save(older, tmp_path / "older.ckpt")
+    done = run_cli(
+        tmp_path, real_data_root, f"ckpt_path={tmp_path / 'older.ckpt'}", tool="mnist_lab.evaluate"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"test/acc {runs['straight']['test/acc']:.4f}" in done.stdout
+
+
 def test_validating_on_the_test_set_tests_the_last_weights(real_data_root: Path, tmp_path: Path) -> None:
     run = train(tmp_path, real_data_root, tmp_path / "run", "data.val_size=0", "trainer.max_epochs=2")
     assert run["tested"] == "last"
