@@ -76,3 +76,12 @@ def test_convnet_crop_reads_only_the_middle_of_the_image() -> None:
     border[:, :, 2:26, 2:26] = False
     assert torch.equal(net(x), net(x.masked_fill(border, 0.0)))
     assert not torch.equal(net(x), net(x.masked_fill(~border, 0.0)))
+
+
+def test_convnet_with_two_convs_per_stage_adds_a_conv_before_each_pooling_one() -> None:
+    one, two = ConvNet((8, 16)), ConvNet((8, 16), convs=2)
+    convs = [m for m in two if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 8), (8, 8), (8, 16), (16, 16)]
+    # the two extra 3×3 convolutions (8→8, 16→16) and their batch norms' weights and biases
+    assert count_parameters(two) - count_parameters(one) == 9 * (8 * 8 + 16 * 16) + 2 * (8 + 16)
+    assert two(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
