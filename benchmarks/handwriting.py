@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import os
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +28,7 @@ import torch
 from bench import header, publish
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sklearn.datasets import load_digits
+from torch import Tensor
 
 from mnist_lab import checkpoints
 from mnist_lab.datasets import load_split
@@ -81,12 +83,15 @@ def photographed(samples: list[Sample], seed: int = 0) -> list[Sample]:
     return photos
 
 
-def accuracy(net: torch.nn.Module, samples: list[Sample], mean: float, std: float) -> tuple[float, str]:
+def prepared(samples: list[Sample]) -> tuple[Tensor, Tensor]:
+    """The pictures through predict's preparation, in [0, 1] (normalized per checkpoint), and their digits."""
+    return torch.stack([to_mnist(image, 0, 1) for image, _ in samples]), torch.tensor([d for _, d in samples])
+
+
+def accuracy(net: torch.nn.Module, x: Tensor, labels: Tensor, mean: float, std: float) -> tuple[float, str]:
     """The share read right, and the most frequent mistake ("8 read as 1: 42")."""
-    x = torch.stack([to_mnist(image, mean, std) for image, _ in samples])
-    labels = torch.tensor([digit for _, digit in samples])
     with torch.no_grad():
-        predicted = net(x).argmax(1)
+        predicted = net((x - mean) / std).argmax(1)
     wrong = collections.Counter(
         (t, p) for t, p in zip(labels.tolist(), predicted.tolist(), strict=True) if t != p
     )
@@ -97,24 +102,27 @@ def accuracy(net: torch.nn.Module, samples: list[Sample], mean: float, std: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--data-root", default=None, help="for MNIST's test set (default: the checkpoint's)")
+    parser.add_argument(
+        "--data-root",
+        default=os.environ.get("MNIST_LAB_DATA_DIR", "data"),
+        help="where MNIST's test set is, as data.root for training (default: $MNIST_LAB_DATA_DIR or ./data)",
+    )
     parser.add_argument("--write", type=Path, help="append the table to this Markdown file")
     args = parser.parse_args()
     sets = {"uci": uci(), "fonts": fonts()}
     sets["photos"] = photographed(sets["uci"] + sets["fonts"])
+    inputs = {name: prepared(samples) for name, samples in sets.items()}
+    images, labels = load_split("mnist", args.data_root, train=False)
     print(header("cpu"), flush=True)
     rows = []
     for path in args.checkpoints:
         checkpoint = checkpoints.load(path)
         mean, std = checkpoints.normalization(checkpoint)
         net = checkpoints.network(checkpoint).float()
-        images, labels = load_split(
-            "mnist", args.data_root or checkpoint["config"]["data"]["root"], train=False
-        )
         with torch.no_grad():
             read = net((images[:, None].float() / 255 - mean) / std).argmax(1)
         mnist = (read == labels).float().mean().item()
-        scores = {name: accuracy(net, samples, mean, std) for name, samples in sets.items()}
+        scores = {name: accuracy(net, *inputs[name], mean, std) for name in sets}
         pooled = sum(scores[n][0] * len(sets[n]) for n in sets) / sum(map(len, sets.values()))
         cells = " | ".join(f"{acc:.1%} ({mistake})" for acc, mistake in scores.values())
         rows.append(f"| {path} | {mnist:.2%} | {cells} | {pooled:.1%} |")

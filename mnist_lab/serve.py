@@ -73,6 +73,8 @@ def handler(reader: Reader) -> type[BaseHTTPRequestHandler]:
     page = files("mnist_lab").joinpath("serve.html").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # seconds a request may stall mid-body before its connection is closed
+
         def do_GET(self) -> None:
             if self.path == "/":
                 self.send(HTTPStatus.OK, page, "text/html; charset=utf-8")
@@ -84,7 +86,11 @@ def handler(reader: Reader) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if self.path != "/predict":
                 return self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}"})
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():  # a size the client states, read as one only when it is one
+                self.close_connection = True
+                return self.send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "send the picture with its size"})
+            length = int(length)
             if length > MAX_UPLOAD:
                 # read and dropped: a browser shows no reply to a request it could not finish sending
                 for start in range(0, length, 1 << 20):
