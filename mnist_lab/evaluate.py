@@ -78,7 +78,7 @@ def evaluate(
         )
     module = checkpoints.classifier(checkpoint)
     if len(members) > 1 or tta != "none":
-        module.net = Ensemble([checkpoints.network(m) for m in members], tta)
+        module.net = Ensemble([module.net, *(checkpoints.network(m) for m in members[1:])], tta)
     if precision is None:
         precision, why = hardware.replay_precision(checkpoint["config"]["trainer"]["precision"], accelerator)
     else:

@@ -8,6 +8,7 @@ reads the features it has learned (viz, the TensorBoard projector) from the inpu
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import CenterCrop
 
 
@@ -144,6 +145,22 @@ class ConvNet(nn.Sequential):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def mflops_per_image(model: nn.Module) -> float:
+    """Millions of floating-point operations (a multiply-add is two) of one image's forward pass, as
+    torch's FlopCounterMode counts them (convolutions and matrix products)."""
+    model = getattr(model, "_orig_mod", model)
+    parameter = next(model.parameters(), torch.zeros(()))
+    image = torch.zeros(1, 1, 28, 28, device=parameter.device, dtype=parameter.dtype)
+    was_training = model.training
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            model.eval()(image)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 1e6
 
 
 def classifier_layer(net: nn.Module) -> nn.Module | None:

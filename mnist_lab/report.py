@@ -1,9 +1,11 @@
 """`python -m mnist_lab.report runs=DIR`: one table of every results.json under the given directories.
 
 Runs are grouped by their Hydra overrides without the seed, so the seeds of one configuration become one
-row: mean ± std of the test accuracy, the number of seeds, seconds per epoch and parameters. Jobs that
+row: mean ± std of the test accuracy and of the training minutes, the number of seeds, the protocol (what
+the run validated on, which weights it tested), the network's size and cost, and the machine. Jobs that
 failed (a failed.json in their directory) are listed below the table with their error. A picture plots
-every run's test accuracy against its training time (accuracy_vs_time.png), a panel per dataset.
+every run's test accuracy against its training time (accuracy_vs_time.png), a panel per dataset. A
+written page (write=RESULTS.md) adds the published numbers of each dataset that conf/report.yaml cites.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -34,11 +37,15 @@ COLUMNS = [
     "seeds",
     "test acc (%)",
     "val acc best (%)",
-    "s/epoch",
+    "protocol",
     "epochs",
+    "train min/run",
     "params",
+    "MFLOPs/img",
     "device",
+    "CPU",
 ]
+TESTED = {"best": "tests the best epoch", "last": "tests the last epoch", "averaged": "tests the average"}
 
 
 def overrides(run_dir: Path) -> list[str]:
@@ -46,14 +53,57 @@ def overrides(run_dir: Path) -> list[str]:
     return list(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
 
 
+def run_config(run_dir: Path) -> dict[str, Any]:
+    config_file = run_dir / ".hydra" / "config.yaml"
+    return OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
+
+
+def protocol(run: dict[str, Any], config: dict[str, Any]) -> str:
+    """What the run validated on and which weights it tested: selection on the test set is not a result."""
+    val_size = config.get("data", {}).get("val_size")
+    split = {None: "", 0: "val: the test set"}.get(val_size, f"val: {val_size:,} training images")
+    return "; ".join(part for part in (split, TESTED.get(run.get("tested", ""), "")) if part)
+
+
+def describe_training(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    configuration = [o for o in overrides(run_dir) if not o.startswith("seed=")]
+    run["configuration"] = " ".join(configuration) or "(defaults)"
+    run["protocol"] = protocol(run, run_config(run_dir))
+    seconds = run.get("seconds_per_epoch")
+    run["minutes"] = seconds * run["epochs"] / 60 if seconds else None  # validation excluded
+    return run
+
+
+def describe_evaluation(run: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation (mnist_lab.evaluate) of one checkpoint or an ensemble, described by the training runs
+    that wrote its checkpoints (their results.json beside checkpoints/): what they were, and the training
+    time they took together."""
+    paths = [run["checkpoint"]] if isinstance(run["checkpoint"], str) else run["checkpoint"]
+    members = []
+    for path in paths:
+        run_dir = Path(path).parent.parent
+        if (run_dir / "results.json").exists():
+            members.append(describe_training(json.loads((run_dir / "results.json").read_text()), run_dir))
+    trained = " + ".join(sorted({member["configuration"] for member in members})) or "?"
+    ensemble = f"ensemble of {len(paths)}: " if len(paths) > 1 else "evaluate: "
+    tta = f", tta={run['tta']}" if run.get("tta", "none") != "none" else ""
+    run["configuration"] = ensemble + trained + tta
+    run["protocol"] = members[0]["protocol"] if members else ""
+    run["epochs"] = members[0]["epochs"] if members else ""
+    complete = len(members) == len(paths) and all(member["minutes"] for member in members)
+    run["minutes"] = sum(member["minutes"] for member in members) if complete else None
+    return run
+
+
 def load_runs(directories: list[Path]) -> list[dict[str, Any]]:
+    """Every results.json under the directories: training runs and evaluations alike."""
     runs = []
     for directory in directories:
         for path in sorted(directory.rglob("results.json")):
             run = json.loads(path.read_text())
-            configuration = [o for o in overrides(path.parent) if not o.startswith("seed=")]
-            run["configuration"] = " ".join(configuration) or "(defaults)"
-            runs.append(run)
+            runs.append(
+                describe_evaluation(run) if "checkpoint" in run else describe_training(run, path.parent)
+            )
     return runs
 
 
@@ -66,15 +116,20 @@ def load_failures(directories: list[Path]) -> list[tuple[str, str]]:
     ]
 
 
-def sweep_commands(directories: list[Path]) -> list[str]:
-    """The command line of every Hydra multirun under the directories (from its multirun.yaml)."""
-    commands = []
+def commands(directories: list[Path]) -> list[str]:
+    """The command line of every Hydra multirun under the directories (from its multirun.yaml), then of
+    every evaluation (from its overrides)."""
+    lines = []
     for directory in directories:
         for path in sorted(directory.rglob("multirun.yaml")):
-            overrides = OmegaConf.load(path).hydra.overrides
-            hydra = [o for o in overrides.hydra if not o.startswith("hydra.mode=")]
-            commands.append(" ".join(["python -m mnist_lab -m", *overrides.task, *hydra]))
-    return commands
+            sweep = OmegaConf.load(path).hydra.overrides
+            hydra = [o for o in sweep.hydra if not o.startswith("hydra.mode=")]
+            lines.append(" ".join(["python -m mnist_lab -m", *sweep.task, *hydra]))
+    for directory in directories:
+        for path in sorted(directory.rglob("results.json")):
+            if "checkpoint" in json.loads(path.read_text()):
+                lines.append(shlex.join(["python", "-m", "mnist_lab.evaluate", *overrides(path.parent)]))
+    return lines
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -101,18 +156,16 @@ def table(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
                 "seeds": str(len(group)),
                 "test acc (%)": mean_std([r["test/acc"] for r in group], 100),
                 "val acc best (%)": mean_std([r.get("val/acc_best") for r in group], 100),
-                "s/epoch": mean_std([r["seconds_per_epoch"] for r in group]),
+                "protocol": first["protocol"],
                 "epochs": str(first["epochs"]),
+                "train min/run": mean_std([r["minutes"] for r in group]),
                 "params": f"{first['params']:,}",
+                "MFLOPs/img": f"{first['mflops']:.1f}" if "mflops" in first else "",
                 "device": first["device"],
+                "CPU": first.get("cpu", ""),
             }
         )
     return rows
-
-
-def training_minutes(run: dict[str, Any]) -> float:
-    """The run's training time, validation excluded."""
-    return run["seconds_per_epoch"] * run["epochs"] / 60
 
 
 def accuracy_vs_time(runs: list[dict[str, Any]]) -> Figure:
@@ -127,10 +180,10 @@ def accuracy_vs_time(runs: list[dict[str, Any]]) -> Figure:
             if run["dataset"] == dataset:
                 groups[run["configuration"]].append(run)
         for (configuration, group), color in zip(groups.items(), cycle(plt.cm.tab10.colors), strict=False):
-            minutes = [training_minutes(run) for run in group]
+            minutes = [run["minutes"] for run in group]
             accuracy = [100 * run["test/acc"] for run in group]
             ax.scatter(minutes, accuracy, s=16, color=color, alpha=0.5)
-            label = f"{configuration} ({len(group)} seed{'s' if len(group) > 1 else ''})"
+            label = f"{configuration} ({len(group)} seeds)" if len(group) > 1 else configuration
             mean = (statistics.mean(minutes), statistics.mean(accuracy))
             ax.scatter(*mean, s=80, color=color, edgecolors="black", label=label)
         ax.set(xscale="log", title=dataset, ylabel="test accuracy (%)")
@@ -150,6 +203,17 @@ def markdown(rows: list[dict[str, str]], failures: Sequence[tuple[str, str]] = (
     if failures:
         lines += ["", f"Failed jobs ({len(failures)}):", "", "| overrides | error |", "| --- | --- |"]
         lines += [f"| {job} | {error.replace('|', '/')} |" for job, error in failures]
+    return "\n".join(lines) + "\n"
+
+
+def references_section(references: Mapping[str, Sequence[str]], datasets: Sequence[str]) -> str:
+    """The published numbers for the datasets of the table, as a Markdown list per dataset."""
+    cited = [dataset for dataset in datasets if references.get(dataset)]
+    if not cited:
+        return ""
+    lines = ["", "Published numbers to compare with (test accuracy):", ""]
+    for dataset in cited:
+        lines += [f"- {dataset}:", *(f"  - {reference}" for reference in references[dataset])]
     return "\n".join(lines) + "\n"
 
 
@@ -179,14 +243,14 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     write_text(out / "report.md", page)
     write_text(out / "report.csv", csv_text(rows))
-    timed = [run for run in runs if run.get("seconds_per_epoch")]
+    timed = [run for run in runs if run["minutes"]]
     figure = accuracy_vs_time(timed) if timed else None
     if figure:
         save_figure(figure, out / "accuracy_vs_time.png", dpi=110)
     print(page, end="")
     if cfg.write:
         picture = picture_beside(Path(cfg.write))
-        sweeps = "\n".join(sweep_commands(directories))
+        sweeps = "\n".join(commands(directories))
         dirs = " ".join(map(str, directories))
         runs_override = (
             f"runs={dirs}" if len(directories) == 1 else f"'runs=[{','.join(map(str, directories))}]'"
@@ -196,6 +260,7 @@ def main(cfg: DictConfig) -> None:
             f"# {Path(cfg.write).stem.title()}\n\n"
             f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write} overwrite=true` "
             f"from the runs of:\n\n```bash\n{sweeps}\n```\n\n{page}"
+            + references_section(cfg.references, sorted({run["dataset"] for run in runs}))
             + (f"\n![test accuracy against training time]({picture.name})\n" if figure else ""),
         )
         if figure:

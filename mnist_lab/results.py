@@ -10,7 +10,8 @@ import lightning as L
 import torch
 import torchvision
 
-from mnist_lab.models import count_parameters
+from mnist_lab.hardware import cpu_kind
+from mnist_lab.models import count_parameters, mflops_per_image
 
 
 def versions() -> dict[str, str]:
@@ -44,10 +45,12 @@ def results(
         "test/loss": metrics["test/loss"],
         **facts,
         "params": count_parameters(net),
+        "mflops": mflops_per_image(net),
         "dataset": run["data"]["name"],
         "model": type(getattr(net, "_orig_mod", net)).__name__.lower(),
         "seed": run["seed"],
         "precision": str(trainer.precision),
         "device": device_name(trainer),
+        "cpu": cpu_kind(),
         "versions": versions(),
     }

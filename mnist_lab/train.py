@@ -14,7 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import StochasticWeightAveraging
+from lightning.pytorch.callbacks import StochasticWeightAveraging, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lab import checkpoints, hardware, launch
@@ -63,11 +63,13 @@ def weights_to_test(trainer: L.Trainer, validated_apart: bool) -> tuple[str, str
     """Which weights the run tests, and the checkpoint they are in (None: the weights in memory).
 
     The best epoch by val/acc, unless the test set doubles as the validation set (picking the best epoch
-    on it would report a selected test score) or SWA averaged the weights after the last checkpoint; the
-    average is then saved as averaged.ckpt, so that the tested weights are on disk.
+    on it would report a selected test score) or the weights were averaged (SWA, EMA): the average at the
+    end of training is then saved as averaged.ckpt, so that the tested weights are on disk. (Lightning's
+    weight averaging restores a checkpoint's raw weights, not its average, when it tests from one.)
     """
     checkpoint = trainer.checkpoint_callback
-    if any(isinstance(c, StochasticWeightAveraging) for c in trainer.callbacks):
+    averaging = (StochasticWeightAveraging, WeightAveraging)
+    if any(isinstance(c, averaging) for c in trainer.callbacks):
         if checkpoint is not None and checkpoint.dirpath:
             trainer.save_checkpoint(Path(checkpoint.dirpath) / "averaged.ckpt")
         return "averaged", None

@@ -12,12 +12,12 @@ import torch
 
 from mnist_lab import checkpoints
 from mnist_lab.datasets import load_split
-from mnist_lab.hardware import keep_freed_memory
+from mnist_lab.hardware import cpu_kind, keep_freed_memory
 from mnist_lab.train import train
 from tests.conftest import compose_config, run_cli
 
 RESULT_KEYS = {"test/acc", "test/loss", "val/acc_best", "epochs", "seconds_per_epoch", "params", "dataset"}
-RESULT_KEYS |= {"model", "optimizer", "seed", "device", "versions"}
+RESULT_KEYS |= {"model", "optimizer", "seed", "device", "cpu", "mflops", "versions"}
 
 
 def test_cli_run_writes_its_outputs_into_its_own_dir(tmp_path: Path, real_data_root: Path) -> None:
@@ -33,6 +33,9 @@ def test_cli_run_writes_its_outputs_into_its_own_dir(tmp_path: Path, real_data_r
         2,
         1_199_882,
     )
+    # multiply-adds of conv 1→32 on 26², conv 32→64 on 24², dense 9216→128→10, each two operations
+    macs = 26 * 26 * 32 * 9 + 24 * 24 * 64 * 32 * 9 + 9216 * 128 + 128 * 10
+    assert results["mflops"] == pytest.approx(2 * macs / 1e6) and results["cpu"] == cpu_kind()
     assert results["epoch_seconds"] == [pytest.approx(s) for s in results["epoch_seconds"]]
     assert len(results["epoch_seconds"]) == 2 and min(results["epoch_seconds"]) > 0
     assert results["seconds_per_epoch"] == pytest.approx(sum(results["epoch_seconds"]) / 2)
@@ -75,7 +78,7 @@ def test_mlp_learns_mnist_in_one_epoch(tmp_path: Path, real_data_root: Path) -> 
 
 PAGE_FAULTS = """
 import resource, sys, torch
-from mnist_lab.hardware import keep_freed_memory
+from mnist_lab.hardware import cpu_kind, keep_freed_memory
 from mnist_lab.models import CNN
 
 torch.manual_seed(0)

@@ -237,3 +237,22 @@ def test_lr_finder_prints_the_override_to_use(tmp_path: Path, real_data_root: Pa
     (run_dir,) = (tmp_path / "out" / "lr_find").iterdir()
     assert (run_dir / "lr_find.png").exists()
     assert not list(run_dir.glob("*.ckpt")), "the range test's temporary checkpoint is removed"
+
+
+def test_ema_option_tests_the_moving_average(tmp_path: Path, real_data_root: Path) -> None:
+    """Lightning's weight averaging restores a checkpoint's raw weights when it tests from one: the run
+    tests the average it saves as averaged.ckpt instead."""
+    run = mnist_lab(
+        tmp_path,
+        real_data_root,
+        "callbacks=ema",
+        "callbacks.ema.decay=0.5",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        *ONE_EVAL_BATCH,
+    )
+    assert run.results["tested"] == "averaged"
+    averaged, last = run.checkpoint("averaged.ckpt"), run.checkpoint()
+    weight = "net.1.weight"
+    assert torch.equal(averaged["state_dict"][weight], last["state_dict"][weight])
+    assert not torch.equal(averaged["state_dict"][weight], last["current_model_state"][weight])
