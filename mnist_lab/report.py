@@ -128,7 +128,8 @@ def commands(directories: list[Path]) -> list[str]:
     for directory in directories:
         for path in sorted(directory.rglob("results.json")):
             if "checkpoint" in json.loads(path.read_text()):
-                lines.append(shlex.join(["python", "-m", "mnist_lab.evaluate", *overrides(path.parent)]))
+                words = [f'"{o}"' if "'" in o else shlex.quote(o) for o in overrides(path.parent)]
+                lines.append(" ".join(["python -m mnist_lab.evaluate", *words]))
     return lines
 
 
