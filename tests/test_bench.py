@@ -86,7 +86,8 @@ def test_handwriting_scores_other_digits_through_predicts_preparation(
     (row,) = [line for line in text.splitlines() if line.startswith(f"| {trained_checkpoint} |")]
     mnist, *sets, pooled = (float(cell.split("%")[0]) for cell in row.strip("|").split("|")[1:])
     assert mnist > 98 and sets[1] > 80, "the speedrun reads MNIST and typed digits"
-    assert pooled == pytest.approx((sets[0] * 1797 + sets[1] * 210 + sets[2] * 2007) / 4014, abs=0.06)
+    # the cells are rounded to 0.1: the pooled one by up to 0.05, the weighted mean of the others too
+    assert pooled == pytest.approx((sets[0] * 1797 + sets[1] * 210 + sets[2] * 2007) / 4014, abs=0.1)
 
 
 KERAS_PYTHON = REPO / ".venv-keras" / "bin" / "python"
