@@ -74,7 +74,7 @@ def describe_training(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return run
 
 
-def describe_evaluation(run: dict[str, Any]) -> dict[str, Any]:
+def describe_evaluation(run: dict[str, Any], evaluation_dir: Path) -> dict[str, Any]:
     """An evaluation (mnist_lab.evaluate) of one checkpoint or an ensemble, described by the training runs
     that wrote its checkpoints (their results.json beside checkpoints/): what they were, and the training
     time they took together."""
@@ -88,6 +88,8 @@ def describe_evaluation(run: dict[str, Any]) -> dict[str, Any]:
     ensemble = f"ensemble of {len(paths)}: " if len(paths) > 1 else "evaluate: "
     tta = f", tta={run['tta']}" if run.get("tta", "none") != "none" else ""
     run["configuration"] = ensemble + trained + tta
+    words = [f'"{o}"' if "'" in o else shlex.quote(o) for o in overrides(evaluation_dir)]
+    run["command"] = " ".join(["python -m mnist_lab.evaluate", *words])
     run["protocol"] = members[0]["protocol"] if members else ""
     run["epochs"] = members[0]["epochs"] if members else ""
     complete = len(members) == len(paths) and all(member["minutes"] for member in members)
@@ -101,9 +103,8 @@ def load_runs(directories: list[Path]) -> list[dict[str, Any]]:
     for directory in directories:
         for path in sorted(directory.rglob("results.json")):
             run = json.loads(path.read_text())
-            runs.append(
-                describe_evaluation(run) if "checkpoint" in run else describe_training(run, path.parent)
-            )
+            describe = describe_evaluation if "checkpoint" in run else describe_training
+            runs.append(describe(run, path.parent))
     return runs
 
 
@@ -116,21 +117,16 @@ def load_failures(directories: list[Path]) -> list[tuple[str, str]]:
     ]
 
 
-def commands(directories: list[Path]) -> list[str]:
+def commands(directories: list[Path], runs: list[dict[str, Any]]) -> list[str]:
     """The command line of every Hydra multirun under the directories (from its multirun.yaml), then of
-    every evaluation (from its overrides)."""
+    every evaluation among the runs."""
     lines = []
     for directory in directories:
         for path in sorted(directory.rglob("multirun.yaml")):
             sweep = OmegaConf.load(path).hydra.overrides
             hydra = [o for o in sweep.hydra if not o.startswith("hydra.mode=")]
             lines.append(" ".join(["python -m mnist_lab -m", *sweep.task, *hydra]))
-    for directory in directories:
-        for path in sorted(directory.rglob("results.json")):
-            if "checkpoint" in json.loads(path.read_text()):
-                words = [f'"{o}"' if "'" in o else shlex.quote(o) for o in overrides(path.parent)]
-                lines.append(" ".join(["python -m mnist_lab.evaluate", *words]))
-    return lines
+    return lines + [run["command"] for run in runs if "command" in run]
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -251,7 +247,7 @@ def main(cfg: DictConfig) -> None:
     print(page, end="")
     if cfg.write:
         picture = picture_beside(Path(cfg.write))
-        sweeps = "\n".join(commands(directories))
+        sweeps = "\n".join(commands(directories, runs))
         dirs = " ".join(map(str, directories))
         runs_override = (
             f"runs={dirs}" if len(directories) == 1 else f"'runs=[{','.join(map(str, directories))}]'"
