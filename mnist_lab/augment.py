@@ -106,14 +106,15 @@ class Augment(torch.nn.Module):
         return torch.where(draw < half, thicker, torch.where(draw < self.thickness, thinner, x))
 
     def lower_resolution(self, x: Tensor) -> Tensor:
-        """The chosen images shrunk (antialiased) to a side drawn per image, and enlarged back."""
+        """The chosen images shrunk (antialiased) to a side drawn per image, and enlarged back. The sides
+        are drawn on the CPU: the loop over them then never waits for a GPU."""
         n, _, h, w = x.shape
-        sides = torch.randint(7, 15, (n,), device=x.device)
-        sides[torch.rand(n, device=x.device) >= self.lowres] = 0
+        sides = torch.randint(7, 15, (n,))
+        sides[torch.rand(n) >= self.lowres] = 0
         out = x.clone()
         for side in sides.unique().tolist():
             if side:
-                index = (sides == side).nonzero().squeeze(1)
+                index = (sides == side).nonzero().squeeze(1).to(x.device)
                 small = F.interpolate(x[index], size=(side, side), mode="bilinear", antialias=True)
                 out[index] = F.interpolate(small, size=(h, w), mode="bilinear")
         return out

@@ -6,6 +6,11 @@ the run validated on, which weights it tested), the network's size and cost, and
 failed (a failed.json in their directory) are listed below the table with their error. A picture plots
 every run's test accuracy against its training time (accuracy_vs_time.png), a panel per dataset. A
 written page (write=RESULTS.md) adds the published numbers of each dataset that conf/report.yaml cites.
+
+A row whose overrides extend another row's (`experiment=best_mnist label_smoothing=0` extends
+`experiment=best_mnist`) shows how far its validation accuracy moved from that row's: what one ingredient
+adds. `section=TITLE` writes the table as one titled section of an existing page, so that a page holds
+tables of different runs (the recipes, their ingredients), each rewritten by its own command.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shlex
 import statistics
 from collections import defaultdict
@@ -37,6 +43,7 @@ COLUMNS = [
     "seeds",
     "test acc (%)",
     "val acc best (%)",
+    "val Δ (points)",
     "protocol",
     "epochs",
     "train min/run",
@@ -46,6 +53,7 @@ COLUMNS = [
     "CPU",
 ]
 TESTED = {"best": "tests the best epoch", "last": "tests the last epoch", "averaged": "tests the average"}
+SECTION = re.compile(r"<!-- report section: (.+?) -->\n.*?<!-- end of report section -->\n", re.DOTALL)
 
 
 def overrides(run_dir: Path) -> list[str]:
@@ -138,6 +146,29 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def mean_val(group: list[dict[str, Any]]) -> float | None:
+    values = [run["val/acc_best"] for run in group if run.get("val/acc_best") is not None]
+    return statistics.mean(values) if values else None
+
+
+def extended(configuration: str, groups: Mapping[str, list[dict[str, Any]]]) -> str | None:
+    """The configuration of the same dataset with the most overrides, all of them among this one's."""
+    words = set(configuration.split())
+    dataset = groups[configuration][0]["dataset"]
+    bases = [
+        other
+        for other, group in groups.items()
+        if other != configuration and group[0]["dataset"] == dataset and set(other.split()) < words
+    ]
+    return max(bases, key=lambda other: len(other.split()), default=None)
+
+
+def val_delta(configuration: str, groups: Mapping[str, list[dict[str, Any]]]) -> str:
+    base = extended(configuration, groups)
+    mine, theirs = mean_val(groups[configuration]), base and mean_val(groups[base])
+    return f"{100 * (mine - theirs):+.2f} vs {base}" if mine is not None and theirs is not None else ""
+
+
 def table(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
@@ -153,6 +184,7 @@ def table(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
                 "seeds": str(len(group)),
                 "test acc (%)": mean_std([r["test/acc"] for r in group], 100),
                 "val acc best (%)": mean_std([r.get("val/acc_best") for r in group], 100),
+                "val Δ (points)": val_delta(configuration, groups),
                 "protocol": first["protocol"],
                 "epochs": str(first["epochs"]),
                 "train min/run": mean_std([r["minutes"] for r in group]),
@@ -195,8 +227,12 @@ def picture_beside(page: Path) -> Path:
 
 
 def markdown(rows: list[dict[str, str]], failures: Sequence[tuple[str, str]] = ()) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    """The table without the columns no row fills."""
+    columns = [column for column in COLUMNS if any(row[column] for row in rows)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in rows]
+    if "val Δ (points)" in columns:
+        lines += ["", "val Δ: the mean best validation accuracy minus that of the row named, in points."]
     if failures:
         lines += ["", f"Failed jobs ({len(failures)}):", "", "| overrides | error |", "| --- | --- |"]
         lines += [f"| {job} | {error.replace('|', '/')} |" for job, error in failures]
@@ -214,6 +250,18 @@ def references_section(references: Mapping[str, Sequence[str]], datasets: Sequen
     return "\n".join(lines) + "\n"
 
 
+def sections(page: str) -> dict[str, str]:
+    """The sections `section=TITLE` wrote into a page, by title."""
+    return {match[1]: match[0] for match in SECTION.finditer(page)}
+
+
+def with_section(page: str, title: str, body: str) -> str:
+    """The page with its section of this title replaced by (or, when it has none, ended with) the body."""
+    block = f"<!-- report section: {title} -->\n## {title}\n\n{body}<!-- end of report section -->\n"
+    old = sections(page).get(title)
+    return page.replace(old, block) if old else (page.rstrip("\n") + "\n\n" if page else "") + block
+
+
 def csv_text(rows: list[dict[str, str]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
@@ -222,13 +270,21 @@ def csv_text(rows: list[dict[str, str]]) -> str:
     return out.getvalue()
 
 
+def refuse_to_replace(page: Path, section: str | None, overwrite: bool) -> None:
+    """A written page (and its picture), or one section of it, is replaced only when the user says so."""
+    if section is None:
+        for path in (page, picture_beside(page)):
+            refuse_existing(path, overwrite)
+    elif not overwrite and page.exists() and section in sections(page.read_text()):
+        raise UserError(f"{page}: section '{section}' exists and was left as it is; add overwrite=true")
+
+
 @hydra.main(version_base="1.3", config_path="pkg://mnist_lab.conf", config_name="report")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
         directories = [Path(d) for d in ([cfg.runs] if isinstance(cfg.runs, str) else cfg.runs)]
         if cfg.write:
-            for path in (Path(cfg.write), picture_beside(Path(cfg.write))):
-                refuse_existing(path, cfg.overwrite)
+            refuse_to_replace(Path(cfg.write), cfg.section, cfg.overwrite)
         missing = [d for d in directories if not d.is_dir()]
         if missing:
             raise UserError(f"runs: not a directory: {', '.join(map(str, missing))}")
@@ -245,23 +301,31 @@ def main(cfg: DictConfig) -> None:
     if figure:
         save_figure(figure, out / "accuracy_vs_time.png", dpi=110)
     print(page, end="")
-    if cfg.write:
-        picture = picture_beside(Path(cfg.write))
-        sweeps = "\n".join(commands(directories, runs))
-        dirs = " ".join(map(str, directories))
-        runs_override = (
-            f"runs={dirs}" if len(directories) == 1 else f"'runs=[{','.join(map(str, directories))}]'"
-        )
-        write_text(
-            cfg.write,
-            f"# {Path(cfg.write).stem.title()}\n\n"
-            f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write} overwrite=true` "
-            f"from the runs of:\n\n```bash\n{sweeps}\n```\n\n{page}"
-            + references_section(cfg.references, sorted({run["dataset"] for run in runs}))
-            + (f"\n![test accuracy against training time]({picture.name})\n" if figure else ""),
-        )
-        if figure:
-            save_figure(figure, picture, dpi=110)
+    if not cfg.write:
+        return
+    written = Path(cfg.write)
+    before = written.read_text() if written.exists() else ""
+    dirs = " ".join(map(str, directories))
+    runs_override = f"runs={dirs}" if len(directories) == 1 else f"'runs=[{','.join(map(str, directories))}]'"
+    section = f" {shlex.quote(f'section={cfg.section}')}" if cfg.section else ""
+    body = (
+        f"Written by `python -m mnist_lab.report {runs_override} write={cfg.write}{section} overwrite=true` "
+        f"from the runs of:\n\n```bash\n" + "\n".join(commands(directories, runs)) + f"\n```\n\n{page}"
+    )
+    if cfg.section:
+        write_text(written, with_section(before, cfg.section, body))
+        return
+    picture = picture_beside(written)
+    kept_sections = "".join("\n" + block for block in sections(before).values())
+    write_text(
+        written,
+        f"# {written.stem.title()}\n\n{body}"
+        + references_section(cfg.references, sorted({run["dataset"] for run in runs}))
+        + (f"\n![test accuracy against training time]({picture.name})\n" if figure else "")
+        + kept_sections,
+    )
+    if figure:
+        save_figure(figure, picture, dpi=110)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from mnist_lab.report import accuracy_vs_time
-from tests.conftest import run_cli
+from tests.conftest import REPO, cli_env, run_cli
 
 
 def fake_run(directory: Path, overrides: list[str], acc: float, seconds: float) -> None:
@@ -88,6 +91,78 @@ def test_report_groups_seeds_into_one_row(tmp_path: Path, real_data_root: Path) 
         tool="mnist_lab.report",
     )
     assert replaced.returncode == 0 and (tmp_path / "RESULTS.md").read_text() == written
+
+
+def test_a_section_of_the_page_shows_what_each_ingredient_adds(tmp_path: Path, real_data_root: Path) -> None:
+    recipes, ingredients = tmp_path / "recipes", tmp_path / "ingredients"
+    fake_run(recipes / "seed=0", ["model=mlp", "seed=0"], 0.99, 2.0)
+    for seed, acc in enumerate([0.97, 0.98]):
+        fake_run(ingredients / f"recipe{seed}", ["model=mlp", f"seed={seed}"], 0.985, 2.0)
+        fake_run(ingredients / f"without{seed}", ["model=mlp", "label_smoothing=0", f"seed={seed}"], acc, 2.0)
+    page, title = tmp_path / "RESULTS.md", "What each ingredient adds"
+
+    def report(*overrides: str) -> str:
+        done = run_cli(tmp_path, real_data_root, f"write={page}", *overrides, tool="mnist_lab.report")
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    report(f"runs={recipes}")
+    whole = page.read_text()
+    printed = report(f"runs={ingredients}", f"section={title}")
+    # the validation accuracy 1 point below the recipe's it extends: 97.5 against 98.5
+    assert (
+        "| model=mlp label_smoothing=0 | mnist | mlp | 2 | 97.50 ± 0.71 | 97.50 ± 0.71 | -1.00 vs model=mlp |"
+        in printed
+    )
+    written = page.read_text()
+    section = written.removeprefix(whole)
+    assert section.startswith(
+        f"\n<!-- report section: {title} -->\n## {title}\n\nWritten by `python -m mnist_lab"
+    )
+    assert f"'section={title}' overwrite=true`" in section and printed in section
+
+    # the section exists now: replaced only when told to, then once, not twice
+    refused = run_cli(
+        tmp_path,
+        real_data_root,
+        f"runs={recipes}",
+        f"write={page}",
+        f"section={title}",
+        tool="mnist_lab.report",
+    )
+    assert refused.returncode == 1 and "section 'What each ingredient adds' exists" in refused.stderr
+    assert page.read_text() == written
+    report(f"runs={ingredients}", f"section={title}", "overwrite=true")
+    assert page.read_text() == written
+    # the page written whole again keeps the section
+    report(f"runs={recipes}", "overwrite=true")
+    assert page.read_text() == written
+
+
+def test_the_ingredient_script_keeps_what_the_table_needs(tmp_path: Path, real_data_root: Path) -> None:
+    """scripts/ingredients.sh as README says, with debug=fast added to each row: two rows, one seed."""
+    env = cli_env(tmp_path, real_data_root) | {
+        "OVERRIDES": "debug=fast",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    script = [str(REPO / "scripts" / "ingredients.sh"), "0", "mnist", "mnist_no_smoothing"]
+    done = subprocess.run(script, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kept = tmp_path / "results" / "ingredients"
+    assert sorted(path.name for path in kept.rglob("*") if path.is_file()) == sorted(
+        ["multirun.yaml", "results.json", "overrides.yaml", "config.yaml"] * 2
+    )
+    assert list((tmp_path / "outputs").rglob("*.ckpt"))  # the checkpoints stay in outputs/
+
+    page = tmp_path / "RESULTS.md"
+    section = ["write=RESULTS.md", "section=What each ingredient adds"]
+    report = run_cli(tmp_path, real_data_root, f"runs={kept}", *section, tool="mnist_lab.report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    row = next(line for line in page.read_text().splitlines() if line.startswith("| experiment=best_mnist l"))
+    assert row.startswith("| experiment=best_mnist label_smoothing=0 debug=fast | mnist | convnet | 1 |")
+    assert " vs experiment=best_mnist debug=fast |" in row
+    unknown = subprocess.run([script[0], "0", "mnits"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "no row 'mnits'; the rows:" in unknown.stderr
 
 
 def test_report_without_runs_is_one_clear_error(tmp_path: Path, real_data_root: Path) -> None:
