@@ -165,7 +165,9 @@ def extended(configuration: str, groups: Mapping[str, list[dict[str, Any]]]) -> 
 
 def val_delta(configuration: str, groups: Mapping[str, list[dict[str, Any]]]) -> str:
     base = extended(configuration, groups)
-    mine, theirs = mean_val(groups[configuration]), base and mean_val(groups[base])
+    if base is None:
+        return ""
+    mine, theirs = mean_val(groups[configuration]), mean_val(groups[base])
     return f"{100 * (mine - theirs):+.2f} vs {base}" if mine is not None and theirs is not None else ""
 
 

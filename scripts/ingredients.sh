@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What each ingredient of the best_* recipes adds, on the 5,000 held-out images: each recipe as it is
 # and with one ingredient taken out (or, for the moving average, put in), one Hydra sweep per row.
-# The runs go to outputs/ingredients/ROW/seeds_0_1_2/ (their seeds); their summaries (results.json and Hydra's
-# records, no checkpoints) are copied to results/ingredients/, which is kept in git, so that seeds run
-# on another day join the same table:
-#   python -m mnist_lab.report runs=results/ingredients write=RESULTS.md 'section=What each ingredient adds'
+# The runs go to outputs/ingredients/ROW/seeds_0_1_2/ (named by their seeds); their summaries
+# (results.json and Hydra's records, no checkpoints) are copied to results/ingredients/, which is kept
+# in git, so that seeds run on another day join the same table:
+#   python -m mnist_lab.report runs=results/ingredients write=RESULTS.md \
+#     'section=What each ingredient adds' overwrite=true
 # Usage: [OVERRIDES='trainer.accelerator=gpu ...'] scripts/ingredients.sh [SEEDS (default 0,1,2)] [ROW ...]
 # (default: every row below; OVERRIDES are added to every row)
 set -euo pipefail
@@ -30,8 +31,9 @@ for row in "${@:-${!rows[@]}}"; do
   fi
   # shellcheck disable=SC2086  # each row is several overrides
   python -m mnist_lab -m ${rows[$row]} ${OVERRIDES:-} "seed=$seeds" "hydra.sweep.dir=outputs/ingredients/$row/$runs"
-  mkdir -p "results/ingredients/$row"
-  rsync -a --prune-empty-dirs --include='*/' --include=results.json --include=multirun.yaml \
-    --include=overrides.yaml --include=config.yaml --exclude='*' \
-    "outputs/ingredients/$row/$runs" "results/ingredients/$row/"
+  find "outputs/ingredients/$row/$runs" \( -name results.json -o -name multirun.yaml \
+    -o -name overrides.yaml -o -name config.yaml \) | while read -r file; do
+    mkdir -p "$(dirname "results/${file#outputs/}")"
+    cp "$file" "results/${file#outputs/}"
+  done
 done

@@ -140,7 +140,7 @@ def test_a_section_of_the_page_shows_what_each_ingredient_adds(tmp_path: Path, r
 
 
 def test_the_ingredient_script_keeps_what_the_table_needs(tmp_path: Path, real_data_root: Path) -> None:
-    """scripts/ingredients.sh as README says, with debug=fast added to each row: two rows, one seed."""
+    """scripts/ingredients.sh as its usage line says, debug=fast added to each row: two rows, one seed."""
     env = cli_env(tmp_path, real_data_root) | {
         "OVERRIDES": "debug=fast",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
