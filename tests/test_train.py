@@ -1,7 +1,9 @@
 """End to end on the real datasets (MNIST_LAB_DATA_DIR)."""
 
+import itertools
 import json
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -117,13 +119,13 @@ def test_a_cpu_training_run_reuses_its_memory_step_after_step(tmp_path: Path, re
 
     class Probe(L.Callback):
         def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
-            if trainer.global_step in (4, 8):  # after the first steps' allocations
+            if trainer.global_step >= 4:  # after the first steps' allocations
                 faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
     cfg = compose_config(
         "model=cnn",
         "trainer.precision=32-true",
-        "trainer.max_steps=9",
+        "trainer.max_steps=13",
         "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
         "logger=none",
@@ -131,7 +133,9 @@ def test_a_cpu_training_run_reuses_its_memory_step_after_step(tmp_path: Path, re
         f"data.root={real_data_root}",
     )
     train(cfg, [Probe()])
-    assert (faults[1] - faults[0]) / 4 < 1000  # glibc's defaults: ~8,000 page faults a CNN step
+    # the median step: a one-off allocation (~1,000 faults once, after a few steps) is not step after step
+    per_step = [after - before for before, after in itertools.pairwise(faults)]
+    assert statistics.median(per_step) < 1000, per_step  # glibc's defaults: 8,000-37,000 faults a CNN step
 
 
 def test_a_default_run_prints_no_warning(tmp_path: Path, real_data_root: Path) -> None:
