@@ -11,7 +11,17 @@ ifneq ($(wildcard ../shared/data/MNIST/raw),)
 export MNIST_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install data train test lint format bench bench-keras keras-venv gpu-wheels report tensorboard screenshots clean
+# CPU=avx2 runs torch's, oneDNN's and MKL's AVX2 kernels on an AVX-512 CPU too (bf16 then emulated, as on
+# an AVX2-only CPU): `make test CPU=avx2`, `make bench CPU=avx2`, `make bench-keras CPU=avx2`
+ifeq ($(CPU),avx2)
+export ATEN_CPU_CAPABILITY := avx2
+export ONEDNN_MAX_CPU_ISA := AVX2
+export MKL_ENABLE_INSTRUCTIONS := AVX2
+else ifneq ($(CPU),)
+$(error CPU=$(CPU): the one CPU kind to emulate is CPU=avx2; leave CPU unset for this CPU's own kernels)
+endif
+
+.PHONY: install cpu data train test lint format bench bench-keras keras-venv gpu-wheels report tensorboard screenshots clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +29,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# what a CPU run here gets: the instruction set, threads, the precision auto picks and why
+cpu: install
+	$(BIN)/python -m mnist_lab.hardware
 
 data: install
 	$(BIN)/python -m mnist_lab.datasets

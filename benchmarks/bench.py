@@ -35,7 +35,7 @@ from torch import Tensor
 from mnist_lab.build import build_module, settle_precision
 from mnist_lab.callbacks import EpochTimer
 from mnist_lab.data import DeviceLoader, MNISTDataModule, ShardedBatches
-from mnist_lab.hardware import cpu_kind
+from mnist_lab.hardware import AVX2_KERNELS, cpu_kind
 from mnist_lab.report import mean_std
 from mnist_lab.results import versions
 from mnist_lab.train import train
@@ -194,6 +194,13 @@ def header(device: str) -> str:
     return f"{machine()} · {device} · " + " · ".join(f"{k} {v}" for k, v in versions().items())
 
 
+def command_line(script: str, *options: str) -> str:
+    """The command that reruns a benchmark: its options, after the instruction-set caps in force (what
+    `make ... CPU=avx2` sets), so that a block taken on the AVX2 kernels says so."""
+    caps = [f"{name}={os.environ[name]}" for name in AVX2_KERNELS if os.environ.get(name)]
+    return " ".join([*caps, "python", f"benchmarks/{script}", *options])
+
+
 def publish(block: str, markdown: Path | None) -> None:
     """Print a benchmark's block and append it to the Markdown file, if one is named (`--write`)."""
     print("\n" + block)
@@ -264,7 +271,7 @@ def main() -> None:
         f"--accelerator {args.accelerator}",
         f"--speedrun-seeds {args.speedrun_seeds}",
     ]
-    command = " ".join(["python benchmarks/bench.py", *options, *args.overrides])
+    command = command_line("bench.py", *options, *args.overrides)
     publish(f"{datetime.date.today()} · {first_line}\n\n`{command}`\n\n{table}\n", args.write)
 
 

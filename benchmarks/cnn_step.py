@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from bench import command_line
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -186,10 +187,13 @@ def main() -> None:
     loader = iter(batches(args.data_root))
     data = [next(loader) for _ in range(args.steps)]
     base = CNN()
+    options = [f"--steps {args.steps}", f"--rounds {args.rounds}"]
+    if args.precision:
+        options.append(f"--precision {' '.join(args.precision)}")
+    if args.compile:
+        options.append("--compile")
     lines = [
-        f"`python benchmarks/cnn_step.py --steps {args.steps} --rounds {args.rounds}"
-        f"{' --precision ' + ' '.join(args.precision) if args.precision else ''}"
-        f"{' --compile' if args.compile else ''}` on {datetime.date.today()}, {cpu_kind()} CPU, "
+        f"`{command_line('cnn_step.py', *options)}` on {datetime.date.today()}, CPU {cpu_kind()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; ms per "
         f"training step of batch 128 (median of {args.rounds} blocks of {args.steps} steps, variants in "
         f"turns). torch.mm of 512²: {matmul_gflops(torch.float32):.0f} GFLOP/s fp32, "

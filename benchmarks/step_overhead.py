@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from bench import config, header, publish
+from bench import command_line, config, header, publish
 from omegaconf import DictConfig
 
 from mnist_lab.build import short_name
@@ -98,9 +98,7 @@ def main() -> None:
     lightning = statistics.median(a for a, _ in paired.pairs)
     plain = statistics.median(b for _, b in paired.pairs)
     difference = statistics.median(a - b for a, b in paired.pairs)
-    command = " ".join(
-        ["python benchmarks/step_overhead.py", f"--steps {args.steps}", *map(shlex.quote, args.overrides)]
-    )
+    command = command_line("step_overhead.py", f"--steps {args.steps}", *map(shlex.quote, args.overrides))
     cells = [
         short_name(cfg.model._target_),
         cfg.data.batch_size,

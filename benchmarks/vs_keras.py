@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import header, publish
+from bench import command_line, header, publish
 
 from mnist_lab.hardware import auto_precision
 
@@ -147,7 +147,7 @@ def main() -> None:
             f"| {min(keras_cnn_epochs):.1f} / {statistics.mean(keras_cnn_epochs):.1f} s "
             f"| **{fastest:.3f}** / {mean:.3f} |"
         )
-    command = " ".join(["python benchmarks/vs_keras.py", *options])
+    command = command_line("vs_keras.py", *options)
     keras = keras_version(args.keras_python)
     block = f"{datetime.date.today()} · {first_line}\n\n`{command}` (Keras: {keras})\n\n{table}\n"
     publish(block, args.write)

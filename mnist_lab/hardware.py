@@ -25,22 +25,42 @@ log = logging.getLogger("mnist_lab")
 _keeping_freed_memory = False  # what keep_freed_memory last set (glibc offers no way to read it back)
 
 
+# oneDNN (torch's and TensorFlow's bf16 matrix products and convolutions) uses at most the instruction set
+# that ONEDNN_MAX_CPU_ISA names; these names leave out every bf16 instruction.
+ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+# What `make ... CPU=avx2` sets: torch's own, oneDNN's and MKL's kernels for AVX2, on any x86 CPU
+AVX2_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction set oneDNN is limited to, if the environment limits it below bf16: with AVX2_KERNELS
+    in the environment an AVX-512 CPU runs the kernels an AVX2-only CPU runs (how BENCHMARKS.md measures
+    the AVX2 kind on an AVX-512 machine)."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return cap if cap in ISAS_WITHOUT_BF16 else None
+
+
+def cpu_bf16_instructions() -> list[str]:
+    """The native bf16 instructions torch's kernels may use here: AVX512-BF16 and AMX, or none."""
+    if onednn_isa_cap():
+        return []
+    found = (("BF16", torch.cpu._is_avx512_bf16_supported()), ("AMX", torch.cpu._is_amx_tile_supported()))
+    return [name for name, has in found if has]
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: the x86 instructions that compute bf16 products in hardware."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return bool(cpu_bf16_instructions())
 
 
 def cpu_kind() -> str:
     """The instruction set torch's CPU kernels use, and native bf16 if any: 'AVX2', 'AVX512 + BF16'."""
-    extras = [
-        name
-        for name, has in (
-            ("BF16", torch.cpu._is_avx512_bf16_supported()),
-            ("AMX", torch.cpu._is_amx_tile_supported()),
-        )
-        if has
-    ]
-    return " + ".join([torch.backends.cpu.get_cpu_capability(), *extras])
+    kind = " + ".join([torch.backends.cpu.get_cpu_capability(), *cpu_bf16_instructions()])
+    return kind + (f", oneDNN capped at {cap}" if (cap := onednn_isa_cap()) else "")
 
 
 def device_type(accelerator: str) -> str:
@@ -177,3 +197,16 @@ def isolated_job() -> Iterator[None]:
         if _keeping_freed_memory != keeping:
             keep_freed_memory(keeping)
         torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def main() -> None:
+    """`python -m mnist_lab.hardware`: what a CPU run on this machine gets, and why."""
+    precision, why = auto_precision("cpu")
+    print(f"CPU: {cpu_kind()}; a run uses {cpu_threads(1)} torch threads")
+    print(f"trainer.precision=auto on the CPU: {precision} ({why})")
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    print(f"torch.mm of 512x512: {fp32:.0f} GFLOP/s in fp32, {bf16:.1f} in bf16")
+
+
+if __name__ == "__main__":
+    main()

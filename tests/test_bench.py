@@ -1,5 +1,6 @@
 """The speed benchmark runs end to end (its timings are not checked: never time a test)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_lab.hardware import cpu_has_native_bf16, cpu_kind
+from mnist_lab.hardware import AVX2_KERNELS, cpu_has_native_bf16, cpu_kind
 from tests.conftest import REPO
 
 
@@ -31,14 +32,22 @@ def test_bench_interleaves_the_variants_without_changing_their_arithmetic(
 def test_step_overhead_pairs_lightning_and_plain_steps_in_a_real_run(
     real_data_root: Path, tmp_path: Path
 ) -> None:
+    """On the AVX2 kernels (what `make bench CPU=avx2` sets): the block names them and how to set them."""
     out = tmp_path / "BENCHMARKS.md"
     command = [sys.executable, "benchmarks/step_overhead.py", "--steps", "20", "--write", str(out)]
-    done = subprocess.run([*command, f"data.root={real_data_root}"], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [*command, f"data.root={real_data_root}"],
+        cwd=REPO,
+        env={**os.environ, **AVX2_KERNELS},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     text = out.read_text()
-    assert (
-        "`python benchmarks/step_overhead.py --steps 20 data.root=" in text and "(20 pairs of steps" in text
-    )
+    caps = " ".join(f"{name}={value}" for name, value in AVX2_KERNELS.items())
+    assert "(AVX2, oneDNN capped at AVX2), " in text.splitlines()[1]
+    assert f"`{caps} python benchmarks/step_overhead.py --steps 20 data.root=" in text
+    assert "(20 pairs of steps" in text
     (row,) = [line for line in text.splitlines() if line.startswith("| mlp | 32 |")]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     plain, lightning = (float(cell.removesuffix(" µs")) for cell in cells[2:4])
@@ -61,7 +70,7 @@ def test_cnn_step_profiles_both_precisions_and_its_variants_compute_the_same(
     # bf16 only where the CPU computes it natively (emulated, one bf16 step takes ~10 fp32 steps)
     expected = ["bf16-mixed", "32-true"] if cpu_has_native_bf16() else ["32-true"]
     assert re.findall(r"\*\*([\w-]+)\*\*: where", text) == expected
-    assert f", {cpu_kind()} CPU, " in text and "aten::convolution_backward" in text
+    assert f", CPU {cpu_kind()}, " in text and "aten::convolution_backward" in text
     rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ") and "×" in line]
     assert len(rows) == 9 * len(expected), "9 variants per precision"
     for group in (rows[i : i + 9] for i in range(0, len(rows), 9)):

@@ -6,6 +6,7 @@ faked at the capability checks; one real run checks the branch of the CPU at han
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from mnist_lab import hardware
 from mnist_lab.build import check_config
 from mnist_lab.errors import ConfigError
 from mnist_lab.train import train
-from tests.conftest import compose_config, run_cli
+from tests.conftest import REPO, compose_config, run_cli
 
 
 def fake(
@@ -116,8 +117,41 @@ def test_the_other_cpu_kinds_branch_trains_in_its_precision(
     )
 
 
-def test_the_cnns_default_precision_is_the_hardwares(tmp_path: Path, real_data_root: Path) -> None:
-    """`python -m mnist_lab model=cnn` as a user runs it: the precision follows this CPU's rule."""
+@pytest.mark.parametrize("isa_cap", ["AVX512_CORE_AMX", "avx2", "AVX512_CORE"])
+def test_a_onednn_capped_below_bf16_counts_as_a_cpu_without_it(
+    monkeypatch: pytest.MonkeyPatch, isa_cap: str
+) -> None:
+    """ONEDNN_MAX_CPU_ISA keeps oneDNN off the bf16 instructions (how BENCHMARKS.md runs an AVX-512 CPU as
+    an AVX2 one): bf16 is then emulated, and the rule must see a CPU without it."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # `make test CPU=avx2` sets the first
+        monkeypatch.delenv(name, raising=False)
+    has_bf16 = hardware.cpu_has_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_cap)
+    capped = isa_cap.upper() != "AVX512_CORE_AMX"
+    assert hardware.cpu_has_native_bf16() == (has_bf16 and not capped)
+    assert hardware.cpu_kind().endswith(f", oneDNN capped at {isa_cap.upper()}") == capped
+    expected = "bf16-mixed" if has_bf16 and not capped else "32-true"
+    assert hardware.choose_precision("auto", "cpu")[0] == expected
+
+
+def test_make_cpu_names_the_kind_and_cpu_avx2_runs_as_an_avx2_only_cpu() -> None:
+    """`make cpu` as README gives it, with CPU=avx2 (the AVX2 kernels, on any x86 CPU) and a wrong kind."""
+    done = subprocess.run(["make", "-s", "cpu", "CPU=avx2"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "CPU: AVX2, oneDNN capped at AVX2;" in done.stdout
+    assert "trainer.precision=auto on the CPU: 32-true" in done.stdout
+    wrong = subprocess.run(["make", "-s", "cpu", "CPU=avx3"], cwd=REPO, capture_output=True, text=True)
+    assert wrong.returncode != 0 and "the one CPU kind to emulate is CPU=avx2" in wrong.stderr
+
+
+@pytest.mark.parametrize("isa_cap", [None, "AVX2"])
+def test_the_cnns_default_precision_is_the_hardwares(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, real_data_root: Path, isa_cap: str | None
+) -> None:
+    """`python -m mnist_lab model=cnn` as a user runs it: the precision follows this CPU's rule, as it is
+    and with oneDNN capped at AVX2 (on an AVX2-only CPU both runs take the same branch)."""
+    if isa_cap:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_cap)
     done = run_cli(
         tmp_path,
         real_data_root,
@@ -129,6 +163,7 @@ def test_the_cnns_default_precision_is_the_hardwares(tmp_path: Path, real_data_r
     )
     assert done.returncode == 0, done.stderr[-3000:]
     expected, why = hardware.auto_precision("cpu")
+    assert expected == "32-true" or not isa_cap
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["precision"] == expected and results["precision_reason"] == f"auto: {why}"
     assert f"precision {expected} (auto: {why})" in done.stderr + done.stdout
