@@ -40,8 +40,9 @@ data: install
 train: data
 	$(BIN)/python -m mnist_lab $(ARGS)
 
+# TESTS=path/to/test_file.py runs those tests only
 test: data
-	$(BIN)/pytest
+	$(BIN)/pytest $(TESTS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -203,7 +203,7 @@ def main() -> None:
     """`python -m mnist_lab.hardware`: what a CPU run on this machine gets, and why."""
     precision, why = auto_precision("cpu")
     print(f"CPU: {cpu_kind()}; a run uses {cpu_threads(1)} torch threads")
-    print(f"trainer.precision=auto on the CPU: {precision} ({why})")
+    print(f"trainer.precision=auto on the CPU: {precision}, as {why}")
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     print(f"torch.mm of 512x512: {fp32:.0f} GFLOP/s in fp32, {bf16:.1f} in bf16")
 

@@ -31,7 +31,7 @@ LIMITS = {  # per tool, added unless the command sets them
     "mnist_lab.viz": {"samples": "300"},
 }
 NOT_RUN = {
-    "make test CPU=avx2": "the suite again; tests/test_hardware.py runs `make cpu CPU=avx2` and a CNN run",
+    "make test CPU=avx2": "the suite again; .ci/run runs the tests that follow the CPU kind this way",
     "make test": ".ci/run runs it",
     "make lint": ".ci/run runs it",
     "make bench": "minutes on a quiet machine; tests/test_bench.py runs each benchmark script, briefly",
